@@ -1,0 +1,379 @@
+"""Reliable command link over the frame layer, both ends, sans-IO.
+
+HostLink: commands go out with a sequence number and are retransmitted until the device answers
+or the retry budget is spent; DISARM and ESTOP jump the queue. It also keeps the dead-man
+heartbeat (SR-09) and notices a silent device. DeviceLink: the device end; a retransmitted
+command is answered again from a cache and never executed twice (SR-16).
+
+Neither class reads a clock or touches a socket: the caller passes ``now`` (seconds, monotonic)
+and moves bytes with receive_data() / data_to_send().
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from .constants import NakReason
+from .framing import Frame, FrameDecoder, ProtocolError, encode_frame
+from .messages import (
+    MESSAGES,
+    Boot,
+    Command,
+    Event,
+    Heartbeat,
+    Hello,
+    Message,
+    Nak,
+    Response,
+    decode_message,
+)
+
+HEARTBEAT_INTERVAL = 0.100  # SR-09: the host sends a valid frame at least this often
+LINK_TIMEOUT = 0.250  # SR-09: either end declares the link dead after this much silence
+RETRY_TIMEOUT = 0.050  # a command unanswered for this long is sent again
+MAX_ATTEMPTS = 4  # first transmission plus three retries, then CommandFailed
+
+
+# ---- what the host link reports ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Reply:
+    seq: int
+    command: Command
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class CommandFailed:
+    """No answer after every retry: the caller must treat the command as not executed."""
+
+    seq: int
+    command: Command
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class EventGap:
+    """Device events were lost between these numbers; the caller should re-read state."""
+
+    expected: int
+    received: int
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRejected:
+    error: ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSilent:
+    """Nothing valid arrived from the device for LINK_TIMEOUT (SR-09)."""
+
+    silent_for: float
+
+
+LinkEvent = Reply | CommandFailed | DeviceEvent | EventGap | FrameRejected | LinkSilent
+
+
+@dataclass(slots=True)
+class _Pending:
+    seq: int
+    command: Command
+    frame: bytes
+    deadline: float
+    attempts: int = 1
+
+
+@dataclass
+class LinkStats:
+    sent: int = 0
+    retransmits: int = 0
+    replies: int = 0
+    stray_replies: int = 0  # a late answer to a command already answered or failed
+    duplicate_events: int = 0
+    event_gaps: int = 0
+    unexpected: int = 0  # a command type arriving at the host, and the like
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class HostLink:
+    """Host end. One ordinary command is in flight at a time, in order; priority commands
+    (DISARM, ESTOP) are written ahead of everything not yet on the wire and never wait."""
+
+    def __init__(
+        self,
+        now: float,
+        *,
+        retry_timeout: float = RETRY_TIMEOUT,
+        max_attempts: int = MAX_ATTEMPTS,
+        heartbeat_interval: float | None = HEARTBEAT_INTERVAL,
+        link_timeout: float = LINK_TIMEOUT,
+        first_seq: int | None = None,
+    ) -> None:
+        self.retry_timeout = retry_timeout
+        self.max_attempts = max_attempts
+        self.heartbeat_interval = heartbeat_interval
+        self.link_timeout = link_timeout
+        # A random first sequence number keeps a restarted host from colliding with the
+        # device's cache of answered commands (HELLO clears it as well).
+        self._seq = first_seq if first_seq is not None else random.randrange(1, 0x10000)
+        self._decoder = FrameDecoder()
+        self._urgent: deque[bytes] = deque()
+        self._normal: deque[bytes] = deque()
+        self._queue: deque[_Pending] = deque()
+        self._inflight: dict[int, _Pending] = {}
+        self._current: int | None = None  # seq of the ordinary command in flight
+        self._events: deque[LinkEvent] = deque()
+        self._last_tx = now
+        self._last_rx = now
+        self._silent_reported = False
+        self._last_event_no: int | None = None
+        self.stats = LinkStats()
+
+    # -- sending ----------------------------------------------------------------------------------
+    def send(self, command: Command, now: float) -> int:
+        """Queue a command; returns its sequence number. Its answer arrives as a Reply, or as
+        CommandFailed once every retry went unanswered."""
+        seq = self._seq = self._seq % 0xFFFF + 1
+        pending = _Pending(seq, command, encode_frame(command.TYPE, seq, command.pack()), 0.0)
+        if command.PRIORITY:
+            self._transmit(pending, now)
+        else:
+            self._queue.append(pending)
+            self._pump(now)
+        return seq
+
+    def _transmit(self, pending: _Pending, now: float) -> None:
+        pending.deadline = now + self.retry_timeout
+        self._inflight[pending.seq] = pending
+        (self._urgent if pending.command.PRIORITY else self._normal).append(pending.frame)
+        self.stats.sent += 1
+
+    def _pump(self, now: float) -> None:
+        if self._current is None and self._queue:
+            pending = self._queue.popleft()
+            self._current = pending.seq
+            self._transmit(pending, now)
+
+    def data_to_send(self) -> bytes:
+        """Everything due on the wire, priority frames first."""
+        if not self._urgent and not self._normal:
+            return b""
+        out = b"".join(self._urgent) + b"".join(self._normal)
+        self._urgent.clear()
+        self._normal.clear()
+        return out
+
+    def note_written(self, now: float) -> None:
+        """The I/O layer wrote data_to_send() out at `now` (feeds the heartbeat timer)."""
+        self._last_tx = now
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._inflight or self._queue)
+
+    def pending(self) -> list[Command]:
+        return [p.command for p in (*self._inflight.values(), *self._queue)]
+
+    # -- time -------------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        for pending in list(self._inflight.values()):
+            if now < pending.deadline:
+                continue
+            if pending.attempts >= self.max_attempts:
+                del self._inflight[pending.seq]
+                self._events.append(CommandFailed(pending.seq, pending.command, pending.attempts))
+                if pending.seq == self._current:
+                    self._current = None
+                continue
+            pending.attempts += 1
+            pending.deadline = now + self.retry_timeout
+            self.stats.retransmits += 1
+            (self._urgent if pending.command.PRIORITY else self._normal).append(pending.frame)
+        self._pump(now)
+        if (
+            self.heartbeat_interval is not None
+            and now - self._last_tx >= self.heartbeat_interval
+            and not self._urgent
+            and not self._normal
+            and not any(isinstance(c, Heartbeat) for c in self.pending())
+        ):
+            self.send(Heartbeat(), now)
+        if not self._silent_reported and now - self._last_rx >= self.link_timeout:
+            self._silent_reported = True
+            self._events.append(LinkSilent(now - self._last_rx))
+
+    def next_deadline(self) -> float:
+        """The latest time by which tick() must be called again."""
+        deadlines = [p.deadline for p in self._inflight.values()]
+        if self.heartbeat_interval is not None:
+            deadlines.append(self._last_tx + self.heartbeat_interval)
+        if not self._silent_reported:
+            deadlines.append(self._last_rx + self.link_timeout)
+        return min(deadlines) if deadlines else float("inf")
+
+    # -- receiving --------------------------------------------------------------------------------
+    def receive_data(self, data: bytes, now: float) -> None:
+        self._decoder.feed(data)
+        while (item := self._decoder.next()) is not None:
+            if isinstance(item, ProtocolError):
+                self._reject(item)
+            else:
+                self._take(item, now)
+        self._pump(now)
+
+    def _reject(self, error: ProtocolError) -> None:
+        self.stats.rejected[error.counter] = self.stats.rejected.get(error.counter, 0) + 1
+        self._events.append(FrameRejected(error))
+
+    def _take(self, frame: Frame, now: float) -> None:
+        try:
+            message = decode_message(frame.type, frame.payload)
+        except ProtocolError as exc:
+            self._reject(exc)
+            return
+        self._last_rx = now
+        self._silent_reported = False
+        if isinstance(message, Response):
+            pending = self._inflight.pop(frame.seq, None)
+            if pending is None:
+                self.stats.stray_replies += 1
+                return
+            if pending.seq == self._current:
+                self._current = None
+            self.stats.replies += 1
+            self._events.append(Reply(frame.seq, pending.command, message))
+        elif isinstance(message, Event):
+            self._take_event(message)
+        else:
+            self.stats.unexpected += 1
+
+    def _take_event(self, event: Event) -> None:
+        last = self._last_event_no
+        if isinstance(event, Boot) or last is None:
+            pass
+        elif event.event_no <= last:
+            self.stats.duplicate_events += 1
+            return
+        elif event.event_no != last + 1:
+            self.stats.event_gaps += 1
+            self._events.append(EventGap(last + 1, event.event_no))
+        self._last_event_no = event.event_no
+        self._events.append(DeviceEvent(event))
+
+    def next_event(self) -> LinkEvent | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def frame_stats(self) -> dict[str, int]:
+        return dict(self._decoder.stats.rejected)
+
+
+# ---- device end ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class IncomingCommand:
+    seq: int
+    command: Command
+
+
+class DeviceLink:
+    """Device end: checked commands in (priority first), responses and events out."""
+
+    CACHE = 16  # answered commands remembered for retransmissions
+
+    def __init__(self) -> None:
+        self._decoder = FrameDecoder()
+        self._commands: deque[IncomingCommand] = deque()
+        self._answered: OrderedDict[tuple[int, int, bytes], bytes] = OrderedDict()
+        self._awaiting: dict[int, tuple[int, int, bytes]] = {}
+        self._out: deque[bytes] = deque()
+        self.duplicates = 0
+        self.rejected = 0
+
+    def receive_data(self, data: bytes) -> int:
+        """Feed bytes; returns how many valid frames arrived (each one feeds the watchdog)."""
+        self._decoder.feed(data)
+        valid = 0
+        while (item := self._decoder.next()) is not None:
+            if isinstance(item, ProtocolError):
+                self.rejected += 1
+                continue
+            valid += 1
+            self._take(item)
+        return valid
+
+    def _take(self, frame: Frame) -> None:
+        key = (frame.seq, frame.type, frame.payload)
+        if frame.type == Hello.TYPE:
+            self._answered.clear()  # a new host session: its sequence numbers start afresh
+        elif key in self._answered:
+            self.duplicates += 1
+            self._answered.move_to_end(key)
+            self._out.append(self._answered[key])
+            return
+        elif key in self._awaiting.values():
+            self.duplicates += 1  # still being executed: the answer will go out once
+            return
+        try:
+            message = decode_message(frame.type, frame.payload)
+        except ProtocolError:
+            # The frame itself was sound (CRC and length), so its sender can be told why.
+            reason = NakReason.MALFORMED if frame.type in _COMMAND_TYPES else NakReason.UNSUPPORTED
+            nak = Nak(frame.type, reason, 0, 0)
+            self._out.append(encode_frame(Nak.TYPE, frame.seq, nak.pack()))
+            return
+        if not isinstance(message, Command):
+            self.rejected += 1
+            return
+        incoming = IncomingCommand(frame.seq, message)
+        self._awaiting[frame.seq] = key
+        if message.PRIORITY:
+            self._commands.appendleft(incoming)
+        else:
+            self._commands.append(incoming)
+
+    def next_command(self) -> IncomingCommand | None:
+        return self._commands.popleft() if self._commands else None
+
+    def respond(self, seq: int, response: Response) -> None:
+        frame = encode_frame(response.TYPE, seq, response.pack())
+        key = self._awaiting.pop(seq, None)
+        if key is not None:
+            self._answered[key] = frame
+            while len(self._answered) > self.CACHE:
+                self._answered.popitem(last=False)
+        self._out.append(frame)
+
+    def emit(self, event: Event) -> None:
+        self._out.append(encode_frame(event.TYPE, event.event_no & 0xFFFF, event.pack()))
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def discard_output(self) -> None:
+        self._out.clear()
+
+
+_COMMAND_TYPES = frozenset(t for t, cls in MESSAGES.items() if issubclass(cls, Command))
+
+__all__ = [
+    "CommandFailed",
+    "DeviceEvent",
+    "DeviceLink",
+    "EventGap",
+    "FrameRejected",
+    "HostLink",
+    "IncomingCommand",
+    "LinkEvent",
+    "LinkSilent",
+    "Message",
+    "Reply",
+]
