@@ -183,10 +183,17 @@ class HostLink:
 
     # -- time -------------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
+        if not self._silent_reported and now - self._last_rx >= self.link_timeout:
+            self._silent_reported = True
+            self._events.append(LinkSilent(now - self._last_rx))
         for pending in list(self._inflight.values()):
             if now < pending.deadline:
                 continue
-            if pending.attempts >= self.max_attempts:
+            # SR-16: DISARM and ESTOP are retried until answered or the link is declared lost.
+            gives_up = pending.attempts >= self.max_attempts and not (
+                pending.command.PRIORITY and not self._silent_reported
+            )
+            if gives_up:
                 del self._inflight[pending.seq]
                 self._events.append(CommandFailed(pending.seq, pending.command, pending.attempts))
                 if pending.seq == self._current:
@@ -205,9 +212,6 @@ class HostLink:
             and not any(isinstance(c, Heartbeat) for c in self.pending())
         ):
             self.send(Heartbeat(), now)
-        if not self._silent_reported and now - self._last_rx >= self.link_timeout:
-            self._silent_reported = True
-            self._events.append(LinkSilent(now - self._last_rx))
 
     def next_deadline(self) -> float:
         """The latest time by which tick() must be called again."""

@@ -1,0 +1,444 @@
+"""The host end of a handpiece link, with I/O: a transport, the sans-IO HostLink and one reader
+thread that moves bytes and keeps time.
+
+Commands can be sent from any thread; each write happens at once under the link lock, so a
+DISARM or ESTOP goes out ahead of anything queued and never waits for the reader thread. Replies
+resolve futures; everything else (device events, link silence, a lost transport, a reconnect) is
+handed to one subscriber callback, which the controller turns into events on its own queue.
+
+When the transport fails (cable pulled, device node gone) every pending command fails with
+LinkDown, the subscriber hears TransportLost, and with reconnect=True the connection reopens the
+URL with back-off and identifies the handpiece (HELLO) before anything else is sent, then reports
+Reconnected with what it found. Comparing that with the handpiece of the session is the
+controller's job (SR-15).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.protocol import (
+    PROTOCOL_VERSION,
+    Command,
+    CommandFailed,
+    Disarm,
+    FrameRejected,
+    HandpieceType,
+    Hello,
+    HelloInfo,
+    HostLink,
+    Interlock,
+    LinkEvent,
+    Nak,
+    NakReason,
+    Param,
+    Reply,
+    Response,
+    encode_frame,
+)
+from drivers.transport import Transport, TransportError, open_transport
+
+Clock = Callable[[], float]
+
+
+# ---- what the connection reports ----------------------------------------------------------
+@dataclass(frozen=True)
+class DeviceInfo:
+    """Who the handpiece says it is (HELLO_INFO), in the units of the parameter names."""
+
+    handpiece: HandpieceType
+    serial: str
+    firmware: str
+    protocol: int
+    boot_id: int
+    simulated: bool
+    wavelength_nm: int
+    interlocks: frozenset[Interlock]
+    capabilities: dict[Param, tuple[float, float]]
+
+    @classmethod
+    def from_hello(cls, hello: HelloInfo) -> DeviceInfo:
+        return cls(
+            handpiece=HandpieceType(hello.handpiece),
+            serial=hello.serial,
+            firmware=hello.firmware,
+            protocol=hello.protocol,
+            boot_id=hello.boot_id,
+            simulated=bool(hello.flags & HelloInfo.FLAG_SIMULATED),
+            wavelength_nm=hello.wavelength_nm,
+            interlocks=frozenset(i for i in Interlock if hello.interlocks & (1 << i)),
+            capabilities={
+                Param(p): (lo / 1000.0, hi / 1000.0)
+                for p, lo, hi in hello.capabilities
+                if p in Param._value2member_map_
+            },
+        )
+
+    def same_handpiece(self, other: DeviceInfo) -> bool:
+        return (self.handpiece, self.serial, self.firmware, self.protocol) == (
+            other.handpiece,
+            other.serial,
+            other.firmware,
+            other.protocol,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "handpiece": self.handpiece.slug,
+            "serial": self.serial,
+            "firmware": self.firmware,
+            "protocol": self.protocol,
+            "simulated": self.simulated,
+            "wavelength_nm": self.wavelength_nm,
+            "interlocks": sorted(i.name.lower() for i in self.interlocks),
+            "capabilities": {
+                p.field_name: {"min": lo, "max": hi} for p, (lo, hi) in self.capabilities.items()
+            },
+        }
+
+
+@dataclass(frozen=True)
+class TransportLost:
+    error: str
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    info: DeviceInfo
+
+
+@dataclass(frozen=True)
+class ConnectionCrashed:
+    """An unexpected exception in the reader thread; the device was sent DISARM (SR-10)."""
+
+    error: str
+
+
+Notification = LinkEvent | TransportLost | Reconnected | ConnectionCrashed
+
+
+class CommandError(Exception):
+    """A command that did not succeed; the message says which and why."""
+
+
+class LinkDown(CommandError):
+    pass
+
+
+class CommandTimeout(CommandError):
+    pass
+
+
+class CommandRefused(CommandError):
+    def __init__(self, command: Command, nak: Nak) -> None:
+        self.command, self.nak = command, nak
+        super().__init__(describe_nak(command, nak))
+
+
+def describe_nak(command: Command, nak: Nak) -> str:
+    name = type(command).__name__.upper()
+    try:
+        reason = NakReason(nak.reason).name
+    except ValueError:
+        reason = f"reason {nak.reason}"
+    detail = ""
+    if nak.reason in (NakReason.OUT_OF_RANGE, NakReason.UNKNOWN_PARAM, NakReason.NO_PARAMS):
+        with contextlib.suppress(ValueError):
+            detail = f": {Param(nak.detail).field_name}"
+        if nak.reason == NakReason.OUT_OF_RANGE:
+            detail += f" = {nak.value / 1000:g}"
+    elif nak.reason == NakReason.INTERLOCK_OPEN:
+        with contextlib.suppress(ValueError):
+            detail = f": {Interlock(nak.detail).name.lower()}"
+    return f"device refused {name}: {reason}{detail}"
+
+
+# ---- the connection -------------------------------------------------------------------------
+@dataclass
+class ConnectionStats:
+    connects: int = 0
+    transport_errors: int = 0
+    frames_rejected: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    last_error: str = ""
+    rejected_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class HandshakeError(CommandError):
+    pass
+
+
+class HandpieceConnection:
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_event: Callable[[Notification], None] | None = None,
+        reconnect: bool = True,
+        clock: Clock = time.monotonic,
+        hello_timeout: float = 2.0,
+        opener: Callable[[str], Transport] = open_transport,
+    ) -> None:
+        self.url = url
+        self.on_event = on_event or (lambda _n: None)
+        self.reconnect = reconnect
+        self.clock = clock
+        self.hello_timeout = hello_timeout
+        self._opener = opener
+        self._lock = threading.RLock()
+        self._transport: Transport | None = None
+        self._link: HostLink | None = None
+        self._futures: dict[int, Future[Response]] = {}
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.info: DeviceInfo | None = None
+        self.stats = ConnectionStats()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def open(self) -> DeviceInfo:
+        """Open the URL and identify the handpiece, or raise CommandError saying what went wrong."""
+        try:
+            transport = self._opener(self.url)
+        except (TransportError, OSError) as exc:
+            raise LinkDown(str(exc)) from exc
+        try:
+            link, info, early = self._handshake(transport)
+        except BaseException:
+            transport.close()
+            raise
+        with self._lock:
+            self._transport, self._link, self.info = transport, link, info
+        self.stats.connects += 1
+        self._thread = threading.Thread(target=self._run, name=f"link {self.url}", daemon=True)
+        self._thread.start()
+        for event in early:
+            self._dispatch(event)
+        return info
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
+            self._transport = None
+            self._fail_all(LinkDown(f"{self.url}: connection closed"))
+
+    def __enter__(self) -> HandpieceConnection:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and self._link is not None
+
+    @property
+    def transport(self) -> Transport | None:
+        return self._transport
+
+    # ---- commands -----------------------------------------------------------------------------
+    def send(self, command: Command) -> Future[Response]:
+        """Queue a command; priority commands are on the wire before this returns."""
+        future: Future[Response] = Future()
+        with self._lock:
+            if self._link is None or self._transport is None:
+                future.set_exception(LinkDown(f"{self.url}: link is down"))
+                return future
+            now = self.clock()
+            seq = self._link.send(command, now)
+            self._futures[seq] = future
+            self._flush(now)
+        return future
+
+    def call(self, command: Command, timeout: float = 2.0) -> Response:
+        """Send and wait; a NAK raises CommandRefused, silence CommandTimeout."""
+        future = self.send(command)
+        try:
+            response = future.result(timeout)
+        except FutureTimeout as exc:
+            raise CommandTimeout(f"{type(command).__name__}: no answer in {timeout} s") from exc
+        if isinstance(response, Nak):
+            raise CommandRefused(command, response)
+        return response
+
+    def _flush(self, now: float) -> None:
+        """Write what the link has to send. Caller holds the lock."""
+        assert self._link is not None
+        data = self._link.data_to_send()
+        if not data or self._transport is None:
+            return
+        try:
+            self._transport.write(data)
+        except TransportError as exc:
+            self._lost(exc)
+            return
+        self.stats.bytes_out += len(data)
+        self._link.note_written(now)
+
+    # ---- the reader thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                if self._transport is None:
+                    self._reconnect_loop()
+                    continue
+                self._step()
+            except Exception as exc:  # SR-10: never let the link die silently
+                self._crash(exc)
+                return
+
+    def _step(self) -> None:
+        transport, link = self._transport, self._link
+        if transport is None or link is None:
+            return
+        timeout = min(max(link.next_deadline() - self.clock(), 0.0), 0.02)
+        try:
+            data = transport.read(timeout)
+        except TransportError as exc:
+            with self._lock:
+                self._lost(exc)
+            return
+        events: list[LinkEvent] = []
+        with self._lock:
+            if self._link is not link:
+                return
+            now = self.clock()
+            if data:
+                self.stats.bytes_in += len(data)
+                link.receive_data(data, now)
+            link.tick(now)
+            self._flush(now)
+            while (event := link.next_event()) is not None:
+                events.append(event)
+        for event in events:
+            self._dispatch(event)
+
+    def _dispatch(self, event: Notification) -> None:
+        if isinstance(event, Reply):
+            future = self._futures.pop(event.seq, None)
+            if future is not None and not future.done():
+                future.set_result(event.response)
+        elif isinstance(event, CommandFailed):
+            future = self._futures.pop(event.seq, None)
+            if future is not None and not future.done():
+                name = type(event.command).__name__
+                message = f"{name}: unanswered after {event.attempts} attempts"
+                future.set_exception(CommandTimeout(message))
+        elif isinstance(event, FrameRejected):
+            self.stats.frames_rejected += 1
+            kind = event.error.counter
+            self.stats.rejected_by_kind[kind] = self.stats.rejected_by_kind.get(kind, 0) + 1
+        self.on_event(event)
+
+    def _lost(self, exc: BaseException) -> None:
+        """The transport failed. Caller holds the lock."""
+        self.stats.transport_errors += 1
+        self.stats.last_error = str(exc)
+        if self._transport is not None:
+            self._transport.close()
+        self._transport, self._link = None, None
+        self._fail_all(LinkDown(f"{self.url}: {exc}"))
+        self.on_event(TransportLost(str(exc)))
+
+    def _fail_all(self, error: CommandError) -> None:
+        futures, self._futures = self._futures, {}
+        for future in futures.values():
+            if not future.done():
+                future.set_exception(error)
+
+    def _reconnect_loop(self) -> None:
+        if not self.reconnect:
+            self._closed.wait(0.05)
+            return
+        delay = 0.05
+        while not self._closed.is_set():
+            try:
+                transport = self._opener(self.url)
+            except (TransportError, OSError):
+                self._closed.wait(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            try:
+                link, info, early = self._handshake(transport)
+            except CommandError:
+                transport.close()
+                self._closed.wait(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            with self._lock:
+                self._transport, self._link, self.info = transport, link, info
+            self.stats.connects += 1
+            self.on_event(Reconnected(info))
+            for event in early:
+                self._dispatch(event)
+            return
+
+    def _crash(self, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            transport = self._transport
+            if transport is not None:
+                # Best effort, straight onto the wire: the link state may be what broke.
+                with contextlib.suppress(Exception):
+                    transport.write(encode_frame(Disarm.TYPE, 0, Disarm().pack()))
+            self._fail_all(LinkDown(f"{self.url}: connection crashed: {message}"))
+        self.stats.last_error = message
+        self.on_event(ConnectionCrashed(message))
+
+    # ---- identification -----------------------------------------------------------------------
+    def _handshake(self, transport: Transport) -> tuple[HostLink, DeviceInfo, list[LinkEvent]]:
+        """HELLO and wait for HELLO_INFO, keeping any events that arrive meanwhile."""
+        start = self.clock()
+        link = HostLink(start)
+        seq = link.send(Hello(PROTOCOL_VERSION, PROTOCOL_VERSION), start)
+        early: list[LinkEvent] = []
+        received = 0
+        rejected = 0
+        while True:
+            now = self.clock()
+            data = link.data_to_send()
+            if data:
+                transport.write(data)
+                link.note_written(now)
+            if now - start > self.hello_timeout:
+                if received:
+                    raise HandshakeError(
+                        f"{self.url}: {received} bytes but no valid HELLO_INFO in "
+                        f"{self.hello_timeout:g} s ({rejected} frames rejected): is this a "
+                        "laserctl handpiece at the right baud rate?"
+                    )
+                raise HandshakeError(
+                    f"{self.url}: no answer to HELLO within {self.hello_timeout:g} s"
+                )
+            chunk = transport.read(0.02)
+            now = self.clock()
+            received += len(chunk)
+            if chunk:
+                link.receive_data(chunk, now)
+            link.tick(now)
+            while (event := link.next_event()) is not None:
+                if isinstance(event, Reply) and event.seq == seq:
+                    if isinstance(event.response, HelloInfo):
+                        return link, DeviceInfo.from_hello(event.response), early
+                    if isinstance(event.response, Nak):
+                        raise HandshakeError(
+                            f"{self.url}: {describe_nak(event.command, event.response)}"
+                        )
+                elif isinstance(event, CommandFailed) and event.seq == seq:
+                    seq = link.send(Hello(PROTOCOL_VERSION, PROTOCOL_VERSION), now)
+                elif isinstance(event, FrameRejected):
+                    rejected += 1
+                else:
+                    early.append(event)

@@ -1,0 +1,3 @@
+from laserctl.cli import main
+
+main()
