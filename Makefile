@@ -33,6 +33,9 @@ test: lint typecheck
 soak: $(STAMP)
 	HYPOTHESIS_PROFILE=soak $(BIN)/pytest tests -k "stateful or property" -p no:timeout
 
+docs: $(STAMP)
+	$(BIN)/python -m tests.traceability --write
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

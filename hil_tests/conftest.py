@@ -79,5 +79,11 @@ def device_url(request: pytest.FixtureRequest) -> Iterator[str]:
 def run_laserctl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     return subprocess.run(
-        [*LASERCTL, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+        [*LASERCTL, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
     )

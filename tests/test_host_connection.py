@@ -1,0 +1,116 @@
+"""drivers.host.HandpieceConnection over real sockets: identification, TCP_NODELAY, a pulled
+cable and the reconnect that identifies the handpiece again before anything else is sent."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from drivers.host import (
+    CommandRefused,
+    CommandTimeout,
+    HandpieceConnection,
+    LinkDown,
+    Notification,
+    Reconnected,
+    TransportLost,
+)
+from drivers.protocol import Arm, GetStatus, NakReason, SetParams, SimControl, Status
+from drivers.sim.firmware import SimulatedHandpiece
+from drivers.sim.server import TcpServer
+from drivers.transport import TransportError, open_transport
+
+
+@pytest.fixture
+def tcp_sim() -> Iterator[TcpServer]:
+    server = TcpServer(SimulatedHandpiece("ndyag-1064", seed=3, now=time.monotonic()))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.close()
+    thread.join(timeout=2)
+
+
+def wait_for(events: queue.Queue[Notification], kind: type, timeout: float = 5.0) -> Notification:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            event = events.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        if isinstance(event, kind):
+            return event
+    raise AssertionError(f"no {kind.__name__} within {timeout} s")
+
+
+def test_socket_url_sets_tcp_nodelay(tcp_sim: TcpServer) -> None:
+    transport = open_transport(tcp_sim.url)
+    try:
+        sock = transport._port._socket  # type: ignore[attr-defined]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        transport.close()
+
+
+def test_identify_over_tcp(tcp_sim: TcpServer) -> None:
+    with HandpieceConnection(tcp_sim.url, reconnect=False) as conn:
+        assert conn.info is not None
+        assert conn.info.serial == "ND-00003"
+        assert conn.info.handpiece.slug == "ndyag-1064"
+        assert isinstance(conn.call(GetStatus()), Status)
+
+
+def test_refusal_names_parameter_and_value(tcp_sim: TcpServer) -> None:
+    with HandpieceConnection(tcp_sim.url, reconnect=False) as conn:
+        with pytest.raises(CommandRefused) as refused:
+            conn.call(SetParams(((2, 400_000),)))  # fluence 400 J/cm2: beyond capability
+        assert refused.value.nak.reason == NakReason.OUT_OF_RANGE
+        assert "fluence_j_cm2 = 400" in str(refused.value)
+
+
+@pytest.mark.req("SR-16")
+def test_arm_unanswered_counts_as_not_armed(tcp_sim: TcpServer) -> None:
+    with HandpieceConnection(tcp_sim.url, reconnect=False) as conn:
+        conn.call(GetStatus())
+        # Every reply now arrives after the link's retry budget (4 x 50 ms) is spent.
+        conn.send(SimControl("delay 600"))
+        with pytest.raises(CommandTimeout, match="Arm: unanswered"):
+            conn.call(Arm(5, 1000), timeout=2.0)
+
+
+def test_pulled_cable_reconnects_and_identifies_first(tcp_sim: TcpServer) -> None:
+    events: queue.Queue[Notification] = queue.Queue()
+    conn = HandpieceConnection(tcp_sim.url, on_event=events.put, reconnect=True)
+    first = conn.open()
+    try:
+        # Pull the cable: shut the host's socket from under the connection.
+        transport = conn.transport
+        assert transport is not None
+        transport._port._socket.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+        lost = wait_for(events, TransportLost)
+        assert isinstance(lost, TransportLost)
+        with pytest.raises(LinkDown):
+            conn.call(GetStatus(), timeout=0.2)
+        again = wait_for(events, Reconnected)
+        assert isinstance(again, Reconnected)
+        assert again.info.serial == first.serial
+        assert again.info.boot_id == first.boot_id  # same device, not rebooted
+        assert isinstance(conn.call(GetStatus()), Status)
+        assert conn.stats.connects == 2
+    finally:
+        conn.close()
+
+
+def test_missing_port_is_a_transport_error_naming_it() -> None:
+    with pytest.raises(TransportError, match="/dev/ttyNOPE9"):
+        open_transport("/dev/ttyNOPE9")
+
+
+def test_unknown_simulated_handpiece_is_named() -> None:
+    with pytest.raises(TransportError, match="sim:co2-10600"):
+        open_transport("sim:co2-10600")
