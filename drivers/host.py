@@ -395,7 +395,8 @@ class HandpieceConnection:
                     transport.write(encode_frame(Disarm.TYPE, 0, Disarm().pack()))
             self._fail_all(LinkDown(f"{self.url}: connection crashed: {message}"))
         self.stats.last_error = message
-        self.on_event(ConnectionCrashed(message))
+        with contextlib.suppress(Exception):  # the subscriber may be what raised
+            self.on_event(ConnectionCrashed(message))
 
     # ---- identification -----------------------------------------------------------------------
     def _handshake(self, transport: Transport) -> tuple[HostLink, DeviceInfo, list[LinkEvent]]:
