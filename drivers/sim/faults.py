@@ -77,8 +77,11 @@ class FaultInjector:
         if verb in ("open", "close", "unknown") and len(args) == 1:
             interlock = _interlock(hp, args[0])
             hp.inputs[interlock] = {"open": False, "close": True, "unknown": None}[verb]
+            # The temperature input is derived from the thermal model, so move the temperature.
             if interlock is Interlock.TEMPERATURE and verb == "close":
                 hp.thermal.temp_c = min(hp.thermal.temp_c, AMBIENT_C)
+            elif interlock is Interlock.TEMPERATURE and verb == "open":
+                hp.thermal.temp_c = max(hp.thermal.temp_c, OVERTEMP_C + 5.0)
         elif joined in ("press", "press footswitch"):
             hp.footswitch = True
         elif joined in ("release", "release footswitch"):

@@ -113,6 +113,7 @@ class SimulatedHandpiece:
         self.now = now
         self.event_no = 0
         self.state = DeviceState.NOT_TESTED
+        self.self_tested = False  # a self test passed since power-up or the last e-stop reset
         self.fault = FaultCode.NONE
         self.params: dict[Param, int] = {}
         self.grant = 0
@@ -130,6 +131,8 @@ class SimulatedHandpiece:
             self.shot_no = 0
             self.unacked.clear()
         self._boot(now)
+        if lose_counter:
+            self._fault_event(FaultCode.REBOOTED, latched=False)
 
     # ---- bytes in, bytes out --------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> None:
@@ -138,7 +141,10 @@ class SimulatedHandpiece:
         while (incoming := self.link.next_command()) is not None:
             command = incoming.command
             if not self.link_up and not isinstance(command, SimControl):
-                continue  # the cable is "pulled": nothing but the trainer's control gets through
+                # The cable is "pulled": nothing but the trainer's control gets through, and a
+                # retransmission after replug must find the command not received at all.
+                self.link.forget(incoming.seq)
+                continue
             if self.link_up:
                 self.last_rx = now
             self._execute(incoming.seq, command, now)
@@ -220,6 +226,8 @@ class SimulatedHandpiece:
         )
         self.unacked.append(shot)
         self.link.emit(shot)
+        if not self.link_up:
+            self.link.discard_output()  # lost on the pulled cable; the record stays in the buffer
         self.thermal.pulse(self.model.heat_per_pulse_c(values))
         deviation = delivered / (set_milli / 1000.0) - 1.0
         if abs(deviation) > ENERGY_FAULT:
@@ -452,11 +460,14 @@ class SimulatedHandpiece:
             if not self._closed(Interlock.ESTOP):
                 return _nak(command, NakReason.LATCHED, detail=FaultCode.ESTOP)
             self.state = DeviceState.NOT_TESTED  # a new self test is required (SR-03)
+            self.self_tested = False
         elif self.state is DeviceState.FAULT:
             cause = self._fault_cause()
             if cause is not None:
                 return _nak(command, NakReason.LATCHED, detail=self.fault, value=cause)
-            self.state = DeviceState.IDLE
+            # Never IDLE without a passed self test (SR-17): not after a failed one, nor after
+            # a fault that latched before the first one.
+            self.state = DeviceState.IDLE if self.self_tested else DeviceState.NOT_TESTED
         self.fault = FaultCode.NONE
         return Ack(command.TYPE)
 
@@ -479,10 +490,12 @@ class SimulatedHandpiece:
             failures.add(SelfTestItem.TEMPERATURE_SENSORS)
         items = tuple((int(i), int(i not in failures)) for i in SelfTestItem)
         if failures:
+            self.self_tested = False
             self._stop(DeviceState.FAULT, FaultCode.SELF_TEST_FAILED)
             self._fault_event(FaultCode.SELF_TEST_FAILED, latched=True, detail=min(failures))
             return SelfTestResult(0, items)
         self.state = DeviceState.IDLE
+        self.self_tested = True
         return SelfTestResult(1, items)
 
     def _shots_since(self, command: ShotsSince, now: float) -> Response:
