@@ -1,4 +1,5 @@
 # Two commands on a fresh clone: `make run` and `make test`. Everything else is a helper.
+# Real USB handpieces also need Debian's libusb-1.0-0 (docs/usb.md); the tests use a simulated pyusb backend.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -188,6 +188,7 @@ class HandpieceConnection:
         opener: Callable[[str], Transport] = open_transport,
     ) -> None:
         self.url = url
+        self._reopen_url = url  # what a reconnect opens: the device the first open resolved to
         self.on_event = on_event or (lambda _n: None)
         self.reconnect = reconnect
         self.clock = clock
@@ -211,11 +212,16 @@ class HandpieceConnection:
             raise LinkDown(str(exc)) from exc
         try:
             link, info, early = self._handshake(transport)
+        except TransportError as exc:
+            transport.close()
+            raise LinkDown(f"{self.url}: link failed during HELLO: {exc}") from exc
         except BaseException:
             transport.close()
             raise
         with self._lock:
             self._transport, self._link, self.info = transport, link, info
+        # A URL such as `usb:` (the first handpiece found) must not reconnect to another one.
+        self._reopen_url = getattr(transport, "device_url", self.url)
         self.stats.connects += 1
         self._thread = threading.Thread(target=self._run, name=f"link {self.url}", daemon=True)
         self._thread.start()
@@ -308,7 +314,7 @@ class HandpieceConnection:
             data = transport.read(timeout)
         except TransportError as exc:
             with self._lock:
-                self._lost(exc)
+                self._lost(exc, transport)
             return
         events: list[LinkEvent] = []
         with self._lock:
@@ -342,8 +348,11 @@ class HandpieceConnection:
             self.stats.rejected_by_kind[kind] = self.stats.rejected_by_kind.get(kind, 0) + 1
         self.on_event(event)
 
-    def _lost(self, exc: BaseException) -> None:
-        """The transport failed. Caller holds the lock."""
+    def _lost(self, exc: BaseException, transport: Transport | None = None) -> None:
+        """The transport failed. Caller holds the lock. With `transport`, only if that one is
+        still current: a reader that fails after a writer already declared the loss is quiet."""
+        if transport is not None and transport is not self._transport:
+            return
         self.stats.transport_errors += 1
         self.stats.last_error = str(exc)
         if self._transport is not None:
@@ -365,14 +374,14 @@ class HandpieceConnection:
         delay = 0.05
         while not self._closed.is_set():
             try:
-                transport = self._opener(self.url)
+                transport = self._opener(self._reopen_url)
             except (TransportError, OSError):
                 self._closed.wait(delay)
                 delay = min(delay * 2, 1.0)
                 continue
             try:
                 link, info, early = self._handshake(transport)
-            except CommandError:
+            except (CommandError, TransportError):  # the link may fail again mid-HELLO
                 transport.close()
                 self._closed.wait(delay)
                 delay = min(delay * 2, 1.0)

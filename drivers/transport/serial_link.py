@@ -39,7 +39,7 @@ class SerialTransport:
     def write(self, data: bytes) -> None:
         try:
             self._port.write(data)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, AttributeError, ValueError) as exc:
             raise TransportError(f"write to {self.description} failed: {exc}") from exc
 
     def read(self, timeout: float) -> bytes:
@@ -50,8 +50,9 @@ class SerialTransport:
                 return b""
             waiting = self._port.in_waiting
             return bytes(first) + (bytes(self._port.read(waiting)) if waiting else b"")
-        except (serial.SerialException, OSError, TypeError) as exc:
-            # TypeError: pyserial's posix read on a vanished pty can fail inside select.
+        except (serial.SerialException, OSError, TypeError, AttributeError, ValueError) as exc:
+            # pyserial on a port closed by another thread, or a vanished pty, fails with
+            # TypeError/AttributeError/ValueError from inside select or its socket: all "down".
             raise TransportError(f"read from {self.description} failed: {exc}") from exc
 
     def close(self) -> None:

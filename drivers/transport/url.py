@@ -83,7 +83,10 @@ def _open_serial(parsed: DeviceUrl, baud: int) -> Transport:
 
 
 def _open_usb(parsed: DeviceUrl, baud: int) -> Transport:
-    raise TransportError(f"usb:{parsed.target}: the USB transport is not available yet")
+    # pyusb loads only for usb: URLs; the baud rate means nothing on USB bulk endpoints.
+    from .usb_link import UsbTransport
+
+    return UsbTransport.open(parsed.target)
 
 
 _OPENERS: dict[str, Callable[[DeviceUrl, int], Transport]] = {

@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "identify",
         "Connect to a handpiece and print who it is.",
     ),
+    "session": (
+        "laserctl.cli.session",
+        "session",
+        "Run a scripted session (arm, fire, faults) and print a summary.",
+    ),
     "sim": ("laserctl.cli.sim", "sim", "Run the simulated handpiece on a pty or TCP port."),
 }
 
