@@ -35,6 +35,7 @@ soak: $(STAMP)
 	HYPOTHESIS_PROFILE=soak $(BIN)/pytest tests -k "stateful or property" -p no:timeout
 
 docs: $(STAMP)
+	$(BIN)/python -m laserctl.controller.diagram
 	$(BIN)/python -m tests.traceability --write
 
 bench: $(STAMP)

@@ -1,0 +1,222 @@
+"""`laserctl session`: run a scripted session non-interactively (demos, CI, benchmarks)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import EXIT_DEVICE, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from laserctl.controller.runner import ControllerRunner
+    from laserctl.controller.snapshot import Snapshot
+    from laserctl.script import Step
+
+CONNECT_TIMEOUT_S = 5.0
+SETTLE_TIMEOUT_S = 3.0
+
+
+@click.command(
+    epilog="Examples:\n\n  laserctl session --device sim:fractional-1550 --script demo.txt\n\n"
+    "  laserctl session --device /dev/pts/3 --plan plan.toml --script s.txt --json\n\n"
+    "Exit codes: 0 the script ran to its end (faults and refusals are in the summary); "
+    "2 unreadable script or plan, or a simulator step against real hardware; "
+    "3 the device could not be reached."
+)
+@click.option("--device", "url", required=True, help="Device URL (see laserctl --help).")
+@click.option("--plan", "plan_path", default=None, help="Treatment plan file (TOML or JSON).")
+@click.option("--script", "script_path", required=True, help="Session script, one step a line.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+@click.option("--verbose", "-v", is_flag=True, help="Print the controller's log as it runs.")
+def session(
+    url: str, plan_path: str | None, script_path: str, as_json: bool, verbose: bool
+) -> None:
+    """Run a session script against a handpiece and print a summary.
+
+    Without --plan the built-in conservative plan for the connected handpiece type is used.
+    """
+    from laserctl.controller.core import Controller
+    from laserctl.controller.events import Connect, RefreshStatus
+    from laserctl.controller.runner import ControllerRunner
+    from laserctl.controller.table import State
+    from laserctl.plan import PlanError, load_plan
+    from laserctl.script import ScriptError, load_script
+
+    try:
+        steps = load_script(script_path)
+    except (OSError, ScriptError) as exc:
+        _fail(f"{script_path}: {exc}", EXIT_USAGE)
+    try:
+        plan = load_plan(plan_path) if plan_path else None
+    except PlanError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+    controller = Controller(plan, session_id=f"session-{uuid.uuid4().hex[:8]}")
+    runner = ControllerRunner(url, controller)
+    if verbose:
+        runner.on_note = lambda note: click.echo(f"  [{note.kind}] {note.message}", err=True)
+    runner.start()
+    try:
+        runner.submit(Connect())
+        runner.sync(CONNECT_TIMEOUT_S)  # the connect (open and HELLO) ran on the owner thread
+        settled = (State.STANDBY, State.FAULT, State.ESTOP, State.DISCONNECTED)
+        snap = runner.wait_for(lambda s: s.state in settled, CONNECT_TIMEOUT_S)
+        if snap is None or snap.state is State.DISCONNECTED:
+            message = snap.last_message if snap else "no answer"
+            _fail(f"{url}: {message}", EXIT_DEVICE)
+        _settle(runner)  # the parameters reach the device before the first step
+        info = runner.device_info
+        sim_steps = [s for s in steps if s.needs_simulator]
+        if sim_steps and info is not None and not info.simulated:
+            lines = ", ".join(str(s.line) for s in sim_steps)
+            _fail(
+                f"{script_path}: simulator steps (lines {lines}) against a real handpiece "
+                f"{info.serial}; nothing was run",
+                EXIT_USAGE,
+            )
+        results = [_run_step(runner, step) for step in steps]
+        runner.submit(RefreshStatus())
+        runner.sync()
+        runner.wait_for(lambda s: s.commands_in_flight == 0, 1.0)
+        report = runner.report()
+    finally:
+        runner.close()
+    report["steps"] = results
+    report["refusals"] = [
+        {"line": r["line"], "step": r["step"], **refusal}
+        for r in results
+        for refusal in r.pop("_refusals")
+    ]
+    report["errors"] = [
+        {"line": r["line"], "step": r["step"], "error": r["error"]} for r in results if r["error"]
+    ]
+    if as_json:
+        click.echo(json.dumps(report, sort_keys=True))
+    else:
+        _print_summary(report)
+    sys.exit(EXIT_OK)
+
+
+def _fail(message: str, code: int) -> Any:
+    click.echo(f"laserctl session: {message}", err=True)
+    sys.exit(code)
+
+
+def _settle(runner: ControllerRunner) -> Snapshot | None:
+    from laserctl.controller.table import State
+
+    runner.sync()
+    transitional = (State.CONNECTING, State.SELF_TEST)
+    return runner.wait_for(
+        lambda s: not s.awaiting and s.state not in transitional, SETTLE_TIMEOUT_S
+    )
+
+
+def _run_step(runner: ControllerRunner, step: Step) -> dict[str, Any]:
+    from drivers.host import CommandError
+    from laserctl.controller.events import (
+        ConfirmEyewear,
+        RequestArm,
+        RequestReset,
+        SetParameters,
+    )
+
+    refusals_before = len(runner.call(lambda c: c.refusals))
+    error = ""
+    detail: dict[str, Any] = {}
+    try:
+        match step.action:
+            case "confirm_eyewear":
+                runner.submit(ConfirmEyewear())
+            case "arm":
+                runner.submit(RequestArm())
+            case "disarm":
+                runner.disarm()
+            case "estop":
+                runner.estop()
+            case "reset":
+                runner.submit(RequestReset())
+            case "set":
+                runner.submit(SetParameters(step.values))
+            case "wait":
+                time.sleep(step.seconds or 0.0)
+            case "release" | "sim":
+                runner.sim_control(step.sim_text or "release")
+            case "press":
+                detail = _press(runner, step)
+        if step.action in ("release", "sim"):
+            runner.sync()
+        elif step.action not in ("wait", "press"):
+            _settle(runner)
+    except CommandError as exc:
+        error = str(exc)
+    refusals = runner.call(lambda c: c.refusals[refusals_before:])
+    snap = runner.snapshot
+    return {
+        "line": step.line,
+        "step": step.text,
+        "state": str(snap.state),
+        "shots_seen": snap.shots_seen,
+        "error": error,
+        **detail,
+        "_refusals": [{"command": r.command, "reason": r.reason} for r in refusals],
+    }
+
+
+def _press(runner: ControllerRunner, step: Step) -> dict[str, Any]:
+    from laserctl.controller.table import State
+
+    runner.sync()
+    start = runner.snapshot.shots_seen
+    runner.sim_control("press")
+    if step.seconds is not None:
+        time.sleep(step.seconds)
+        runner.sync()
+        return {"pulses": runner.snapshot.shots_seen - start}
+    if step.pulses is None:
+        return {}
+    want = step.pulses
+    snap = runner.snapshot
+    rate = dict(snap.params).get("rep_rate_hz", 1.0) or 1.0
+    timeout = (snap.ready_in_s or 0.0) + want / rate + 2.0
+    armed = (State.READY, State.EMITTING)
+    done = runner.wait_for(lambda s: s.shots_seen - start >= want or s.state not in armed, timeout)
+    runner.sync()
+    pulses = runner.snapshot.shots_seen - start
+    result: dict[str, Any] = {"pulses": pulses}
+    if done is None:
+        result["timed_out"] = True
+    return result
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    hp = report.get("handpiece") or {}
+    sim = " (simulated)" if hp.get("simulated") else ""
+    click.echo(f"plan          {report['plan_id']}")
+    click.echo(f"handpiece     {hp.get('handpiece', '?')} {hp.get('serial', '?')}{sim}")
+    click.echo(f"final state   {report['final_state']}")
+    click.echo(
+        f"shots         fired {report['shots_fired']} (device count), seen {report['shots_seen']}"
+    )
+    click.echo(
+        f"dose          {report['pulses_used']} pulses, {report['fluence_used_j_cm2']:.1f} J/cm2"
+    )
+    click.echo(f"faults        {len(report['faults'])}")
+    for fault in report["faults"]:
+        click.echo(f"  - in {fault['state']}: {fault['cause']}")
+    click.echo(f"refusals      {len(report['refusals'])}")
+    for refusal in report["refusals"]:
+        click.echo(f"  - line {refusal['line']} {refusal['command']}: {refusal['reason']}")
+    if report["warnings"]:
+        click.echo(f"warnings      {len(report['warnings'])}")
+        for warning in report["warnings"][:10]:
+            click.echo(f"  - {warning}")
+    for error in report["errors"]:
+        click.echo(f"error         line {error['line']} {error['step']}: {error['error']}")
+    if report["latched_causes"]:
+        click.echo("latched       " + "; ".join(report["latched_causes"]))

@@ -1,0 +1,11 @@
+"""The controller: one state machine between the console and the handpiece.
+
+core.Controller decides (pure, clock injected); runner.ControllerRunner owns the thread, the
+queue and the connection; table.TABLE declares every transition, guard and effect.
+"""
+
+from .core import Cause, CauseKind, Controller, stand_in_calibration
+from .snapshot import Snapshot
+from .table import TABLE, State
+
+__all__ = ["TABLE", "Cause", "CauseKind", "Controller", "Snapshot", "State", "stand_in_calibration"]

@@ -1,0 +1,199 @@
+"""What goes into the controller core and what comes out of it.
+
+In: operator commands (below), the results of commands it asked to send (CommandDone,
+CommandLost), the link's notifications as drivers reports them (DeviceEvent, EventGap,
+FrameRejected, LinkSilent, Reply for heartbeats, TransportLost, Reconnected,
+ConnectionCrashed), LinkOpened/LinkOpenFailed, InternalError, and Tick.
+
+Out: actions for the I/O layer to carry out in order: Send a command, OpenLink, CloseLink,
+RecordShot (durable before the next action runs), Note (a log line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.host import ConnectionCrashed, DeviceInfo, Reconnected, TransportLost
+from drivers.protocol import (
+    Command,
+    CommandFailed,
+    DeviceEvent,
+    EventGap,
+    FrameRejected,
+    LinkSilent,
+    Param,
+    Reply,
+    Response,
+)
+
+from .shots import ShotRecord
+
+
+# ---- operator commands ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Connect:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmEyewear:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestArm:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDisarm:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEStop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReset:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetParameters:
+    values: tuple[tuple[Param, float], ...]  # in the unit of the parameter's name
+
+
+@dataclass(frozen=True, slots=True)
+class EnterService:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveService:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshStatus:
+    pass
+
+
+OperatorCommand = (
+    Connect
+    | Disconnect
+    | ConfirmEyewear
+    | RequestArm
+    | RequestDisarm
+    | RequestEStop
+    | RequestReset
+    | SetParameters
+    | EnterService
+    | LeaveService
+    | RefreshStatus
+)
+
+
+# ---- from the I/O layer --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LinkOpened:
+    info: DeviceInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOpenFailed:
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandDone:
+    token: int
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLost:
+    """No answer: the command counts as not executed (SR-16)."""
+
+    token: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class InternalError:
+    """An exception outside the core (I/O, recording, publishing): disarm and FAULT (SR-10)."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pass
+
+
+LinkNotification = (
+    DeviceEvent
+    | EventGap
+    | FrameRejected
+    | LinkSilent
+    | Reply
+    | CommandFailed
+    | TransportLost
+    | Reconnected
+    | ConnectionCrashed
+)
+
+ControllerEvent = (
+    OperatorCommand
+    | LinkOpened
+    | LinkOpenFailed
+    | CommandDone
+    | CommandLost
+    | InternalError
+    | Tick
+    | LinkNotification
+)
+
+
+# ---- actions -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send `command`; report its answer as CommandDone(token) or CommandLost(token). DISARM and
+    ESTOP are priority commands: the link puts them ahead of everything."""
+
+    command: Command
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLink:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CloseLink:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RecordShot:
+    """Store durably; a failure must stop the remaining actions (the SHOT_ACK after it)."""
+
+    record: ShotRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    kind: str  # "transition", "emission", "refusal", "fault", "warning", "info"
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Action = Send | OpenLink | CloseLink | RecordShot | Note

@@ -1,0 +1,342 @@
+"""The running controller: one owner thread, one queue, one HandpieceConnection.
+
+Everything that can change the controller goes through the queue (operator commands from any
+thread, the connection's notifications from its reader thread, command results, ticks), and only
+the owner thread calls Controller.handle(), so there are no races. The runner carries out the
+actions the core returns: commands go to connection.send(), where DISARM and ESTOP are written at
+once ahead of all other traffic (they never wait behind the queue); estop() and disarm() also
+write them straight from the caller's thread before queueing the operator command.
+
+An exception anywhere on this path (an action, the shot store, a subscriber) sends DISARM
+directly and feeds InternalError to the core, which latches FAULT (SR-10).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from drivers.host import (
+    CommandError,
+    ConnectionCrashed,
+    DeviceInfo,
+    HandpieceConnection,
+    Notification,
+    Reconnected,
+)
+from drivers.protocol import (
+    CommandFailed,
+    Disarm,
+    EStop,
+    Heartbeat,
+    Reply,
+    Response,
+    SimControl,
+)
+
+from .core import Controller
+from .events import (
+    Action,
+    CloseLink,
+    CommandDone,
+    CommandLost,
+    ControllerEvent,
+    InternalError,
+    LinkOpened,
+    LinkOpenFailed,
+    Note,
+    OpenLink,
+    RecordShot,
+    RequestDisarm,
+    RequestEStop,
+    Send,
+    Tick,
+)
+from .shots import MemoryShotStore, ShotStore
+from .snapshot import Snapshot
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+ConnectionFactory = Callable[[str, Callable[[Notification], None]], HandpieceConnection]
+
+TICK_S = 0.02  # timer resolution of the core: inactivity, ready countdown
+REOPEN_S = 1.0  # after a connection crash, how often to try a new one
+
+
+def default_connection(url: str, on_event: Callable[[Notification], None]) -> HandpieceConnection:
+    return HandpieceConnection(url, on_event=on_event, reconnect=True)
+
+
+class _Call:
+    """Run fn(controller) on the owner thread (used for reports and as a barrier)."""
+
+    def __init__(self, fn: Callable[[Controller], Any]) -> None:
+        self.fn = fn
+        self.future: Future[Any] = Future()
+
+
+_STOP = object()
+
+
+class ControllerRunner:
+    def __init__(
+        self,
+        url: str,
+        controller: Controller,
+        *,
+        store: ShotStore | None = None,
+        clock: Clock = time.monotonic,
+        connection_factory: ConnectionFactory = default_connection,
+        tick_s: float = TICK_S,
+    ) -> None:
+        self.url = url
+        self.controller = controller
+        self.store: ShotStore = store if store is not None else MemoryShotStore()
+        self.clock = clock
+        self._factory = connection_factory
+        self.tick_s = tick_s
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._connection: HandpieceConnection | None = None
+        self._reopen_at: float | None = None
+        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._changed = threading.Condition()
+        self._seq = 0
+        self._snapshot = controller.snapshot(0)
+        self._key: Snapshot | None = None
+        self.notes: deque[Note] = deque(maxlen=10_000)
+        self.on_note: Callable[[Note], None] | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Disarm, stop the owner thread, close the link."""
+        connection = self._connection
+        if connection is not None and connection.connected:
+            with contextlib.suppress(CommandError):
+                connection.call(Disarm(), timeout=0.5)
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> ControllerRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- operator side (any thread) ---------------------------------------------------------
+    def submit(self, event: ControllerEvent) -> None:
+        self._queue.put(event)
+
+    def estop(self) -> None:
+        """ESTOP on the wire now, from this thread (SR-03), then through the core."""
+        connection = self._connection
+        if connection is not None:
+            connection.send(EStop())
+        self.submit(RequestEStop())
+
+    def disarm(self) -> None:
+        connection = self._connection
+        if connection is not None:
+            connection.send(Disarm())
+        self.submit(RequestDisarm())
+
+    def call(self, fn: Callable[[Controller], T], timeout: float = 5.0) -> T:
+        """fn(controller) on the owner thread, after everything queued before it."""
+        item = _Call(fn)
+        self._queue.put(item)
+        result: T = item.future.result(timeout)
+        return result
+
+    def sync(self, timeout: float = 5.0) -> None:
+        self.call(lambda _c: None, timeout)
+
+    def report(self) -> dict[str, Any]:
+        return self.call(lambda c: c.report())
+
+    @property
+    def device_info(self) -> DeviceInfo | None:
+        return self.controller.device
+
+    def sim_control(self, text: str, timeout: float = 1.0) -> Response:
+        """A fault-injection command to a simulated handpiece (NAK UNSUPPORTED on hardware)."""
+        connection = self._connection
+        if connection is None:
+            raise CommandError("not connected")
+        return connection.call(SimControl(text), timeout)
+
+    # ---- snapshots --------------------------------------------------------------------------
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        """callback(snapshot) on the owner thread at every change; keep it short. An exception
+        in it is an exception in the controller path: FAULT."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def wait_for(self, done: Callable[[Snapshot], bool], timeout: float) -> Snapshot | None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not done(self._snapshot):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._changed.wait(left)
+            return self._snapshot
+
+    # ---- the owner thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        next_tick = self.clock()
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, next_tick - self.clock()))
+            except queue.Empty:
+                item = Tick()
+            if item is _STOP:
+                return
+            if isinstance(item, _Call):
+                try:
+                    item.future.set_result(item.fn(self.controller))
+                except Exception as exc:
+                    item.future.set_exception(exc)
+                continue
+            assert not isinstance(item, _Call)
+            self._feed(item)  # type: ignore[arg-type]
+            now = self.clock()
+            if now >= next_tick:
+                if not isinstance(item, Tick):
+                    self._feed(Tick())
+                self._maybe_reopen(now)
+                next_tick = now + self.tick_s
+            self._publish()
+
+    def _feed(self, event: ControllerEvent) -> None:
+        try:
+            actions = self.controller.handle(event, self.clock())
+            self._execute(actions)
+            if isinstance(event, ConnectionCrashed):
+                self._reopen_at = self.clock()
+        except Exception as exc:
+            self._fail_safe(exc)
+
+    def _execute(self, actions: list[Action]) -> None:
+        for action in actions:  # in order: a failing RecordShot stops the SHOT_ACK after it
+            match action:
+                case Send():
+                    self._send(action)
+                case OpenLink():
+                    self._open()
+                case CloseLink():
+                    if self._connection is not None:
+                        self._connection.close()
+                        self._connection = None
+                case RecordShot():
+                    self.store.record(action.record)
+                case Note():
+                    self.notes.append(action)
+                    if self.on_note is not None:
+                        self.on_note(action)
+
+    def _send(self, action: Send) -> None:
+        connection = self._connection
+        if connection is None:
+            self._queue.put(CommandLost(action.token, "not connected"))
+            return
+        future = connection.send(action.command)
+        token = action.token
+
+        def done(result: Future[Response]) -> None:
+            error = result.exception()
+            if error is not None:
+                self._queue.put(CommandLost(token, str(error)))
+            else:
+                self._queue.put(CommandDone(token, result.result()))
+
+        future.add_done_callback(done)
+
+    def _open(self) -> None:
+        connection = self._factory(self.url, self._on_notification)
+        try:
+            info = connection.open()
+        except CommandError as exc:
+            self._feed(LinkOpenFailed(str(exc)))
+            return
+        self._connection = connection
+        self._feed(LinkOpened(info))
+
+    def _maybe_reopen(self, now: float) -> None:
+        """After a connection crash its reader thread is gone: open a new connection."""
+        if self._reopen_at is None or now < self._reopen_at:
+            return
+        old, self._connection = self._connection, None
+        if old is not None:
+            old.close()
+        connection = self._factory(self.url, self._on_notification)
+        try:
+            info = connection.open()
+        except CommandError:
+            self._reopen_at = now + REOPEN_S
+            return
+        self._reopen_at = None
+        self._connection = connection
+        self._feed(Reconnected(info))
+
+    def _on_notification(self, notification: Notification) -> None:
+        """From the connection's reader thread: onto the queue, nothing else."""
+        if isinstance(notification, Reply):
+            if isinstance(notification.command, Heartbeat):
+                self._queue.put(notification)  # the heartbeat's STATUS keeps the view fresh
+            return  # our own commands' answers come through their futures
+        if isinstance(notification, CommandFailed):
+            return
+        self._queue.put(notification)
+
+    def _fail_safe(self, exc: BaseException) -> None:
+        """SR-10: DISARM straight to the wire, then FAULT in the core."""
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.send(Disarm())
+        error = f"{type(exc).__name__}: {exc}"
+        actions = self.controller.handle(InternalError(error), self.clock())
+        for action in actions:
+            if isinstance(action, Send) and connection is not None:
+                with contextlib.suppress(Exception):
+                    self._send(action)
+            elif isinstance(action, Note):
+                self.notes.append(action)
+
+    def _publish(self) -> None:
+        snapshot = self.controller.snapshot(self._seq)
+        ready = None if snapshot.ready_in_s is None else round(snapshot.ready_in_s, 1)
+        key = dataclasses.replace(snapshot, seq=0, at=0.0, ready_in_s=ready)
+        if key == self._key:
+            return
+        self._key = key
+        self._seq += 1
+        snapshot = dataclasses.replace(snapshot, seq=self._seq)
+        with self._changed:
+            self._snapshot = snapshot
+            self._changed.notify_all()
+        for callback in list(self._subscribers):
+            try:
+                callback(snapshot)
+            except Exception as exc:
+                self._fail_safe(exc)
