@@ -13,9 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-from . import codec, roundtrip, startup
+from . import codec, logverify, roundtrip, startup
 
-SUITES = {"codec": codec.run, "roundtrip": roundtrip.run, "startup": startup.run}
+SUITES = {
+    "codec": codec.run,
+    "logverify": logverify.run,
+    "roundtrip": roundtrip.run,
+    "startup": startup.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,11 +33,11 @@ class Channel:
 
     def recv(self) -> bytes:
         """Bytes available now; b"" means the peer closed."""
-        if self.sock is not None:
-            return self.sock.recv(65536)
         try:
+            if self.sock is not None:
+                return self.sock.recv(65536)
             return os.read(self.fd, 65536)
-        except OSError:  # pty master with no slave open: EIO
+        except OSError:  # a reset TCP connection, or a pty master with no slave open (EIO)
             return b""
 
     def send(self, data: bytes) -> None:

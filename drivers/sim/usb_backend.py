@@ -148,7 +148,7 @@ class SimulatedUsbBackend(usb.backend.IBackend):  # type: ignore[misc]  # pyusb 
     def intr_read(self, dev_handle: Handle, ep: int, intf: int, buff: Any, timeout: int) -> int:
         return dev_handle.device.notification_read(dev_handle, ep, timeout)
 
-    def ctrl_transfer(  # noqa: PLR0917  (pyusb passes these by position)
+    def ctrl_transfer(
         self,
         dev_handle: Handle,
         request_type: int,

@@ -20,6 +20,21 @@ EXIT_DEVICE = 3
 
 # name -> (module, attribute, one-line help). Modules load lazily.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "calibrate": (
+        "laserctl.cli.calibrate",
+        "calibrate",
+        "Service: calibrate a handpiece's output; --verify for the daily user check.",
+    ),
+    "console": (
+        "laserctl.cli.console",
+        "console",
+        "The operator console (Textual): connect, patient, treatment, report, service.",
+    ),
+    "course": (
+        "laserctl.cli.course",
+        "course",
+        "Show a patient's treatment courses and when the next session may start.",
+    ),
     "demo": (
         "laserctl.cli.demo",
         "demo",
@@ -34,6 +49,26 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "laserctl.cli.identify",
         "identify",
         "Connect to a handpiece and print who it is.",
+    ),
+    "log": (
+        "laserctl.cli.log",
+        "log",
+        "Verify the shot log's hash chains; export a session's shots.",
+    ),
+    "profiles": (
+        "laserctl.cli.profiles",
+        "profiles",
+        "Treatment profiles: list, show, validate, diff, sign.",
+    ),
+    "report": (
+        "laserctl.cli.report",
+        "report",
+        "Write a session's self-contained HTML report.",
+    ),
+    "service": (
+        "laserctl.cli.service",
+        "service",
+        "Service accounts: first-run setup, users, signing keys.",
     ),
     "session": (
         "laserctl.cli.session",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import EXIT_DEVICE, EXIT_OK, EXIT_USAGE
+from . import EXIT_DEVICE, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
     from laserctl.controller.runner import ControllerRunner
@@ -33,8 +33,22 @@ SETTLE_TIMEOUT_S = 3.0
 @click.option("--script", "script_path", required=True, help="Session script, one step a line.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
 @click.option("--verbose", "-v", is_flag=True, help="Print the controller's log as it runs.")
+@click.option("--patient", default=None, help="Pseudonymous patient ID: log the session.")
+@click.option("--area", default=None, help="Treated area (with --patient).")
+@click.option("--db", default=None, help="Shot log database (default: user data directory).")
+@click.option("--resume", is_flag=True, help="Resume today's interrupted session (a crash).")
+@click.option("--events", "events_path", default=None, help="Append JSON-lines events here.")
 def session(
-    url: str, plan_path: str | None, script_path: str, as_json: bool, verbose: bool
+    url: str,
+    plan_path: str | None,
+    script_path: str,
+    as_json: bool,
+    verbose: bool,
+    patient: str | None,
+    area: str | None,
+    db: str | None,
+    resume: bool,
+    events_path: str | None,
 ) -> None:
     """Run a session script against a handpiece and print a summary.
 
@@ -56,10 +70,21 @@ def session(
     except PlanError as exc:
         _fail(str(exc), EXIT_USAGE)
 
-    controller = Controller(plan, session_id=f"session-{uuid.uuid4().hex[:8]}")
-    runner = ControllerRunner(url, controller)
-    if verbose:
-        runner.on_note = lambda note: click.echo(f"  [{note.kind}] {note.message}", err=True)
+    if (patient is None) != (area is None):
+        _fail("--patient and --area go together", EXIT_USAGE)
+    echo = (
+        (lambda note: click.echo(f"  [{note.kind}] {note.message}", err=True)) if verbose else None
+    )
+    log = None
+    if patient is not None and area is not None:
+        log = _open_log(plan, patient, area, db, resume, events_path, echo)
+        controller, runner = log.controller, log.runner
+    else:
+        controller = Controller(plan, session_id=f"session-{uuid.uuid4().hex[:8]}")
+        runner = ControllerRunner(url, controller)
+        runner.on_note = echo
+    if log is not None:
+        runner.url = url
     runner.start()
     try:
         runner.submit(Connect())
@@ -86,6 +111,11 @@ def session(
         report = runner.report()
     finally:
         runner.close()
+        if log is not None:
+            log.close(report if "report" in locals() else None)
+    if log is not None:
+        report["session_id"] = log.session_id
+        report["shots_logged"] = log.shots_logged
     report["steps"] = results
     report["refusals"] = [
         {"line": r["line"], "step": r["step"], **refusal}
@@ -220,3 +250,89 @@ def _print_summary(report: dict[str, Any]) -> None:
         click.echo(f"error         line {error['line']} {error['step']}: {error['error']}")
     if report["latched_causes"]:
         click.echo("latched       " + "; ".join(report["latched_causes"]))
+
+
+class _Log:
+    """The shot log behind a session: store, group-commit writer, event stream."""
+
+    def __init__(
+        self,
+        store: Any,
+        writer: Any,
+        stream: Any,
+        controller: Any,
+        runner: Any,
+        session_id: str,
+        events_file: Any,
+    ) -> None:
+        self.store, self.writer, self.stream = store, writer, stream
+        self.controller, self.runner, self.session_id = controller, runner, session_id
+        self.events_file = events_file
+        self.shots_logged = 0
+
+    def close(self, report: dict[str, Any] | None) -> None:
+        try:
+            self.writer.flush()
+        finally:
+            self.writer.close()
+        summary = {"final_state": report["final_state"]} if report else {"final_state": "?"}
+        self.shots_logged = self.store.end_session(self.session_id, summary)
+        self.store.close()
+        if self.events_file is not None:
+            self.events_file.close()
+
+
+def _open_log(
+    plan: Any,
+    patient: str,
+    area: str,
+    db: str | None,
+    resume: bool,
+    events_path: str | None,
+    echo: Any,
+) -> _Log:
+    import dataclasses
+
+    from laserctl.controller.core import Controller
+    from laserctl.controller.runner import ControllerRunner
+    from laserctl.logging import EventStream, json_lines
+    from laserctl.plan import builtin_plan
+    from laserctl.records import CourseRuleBroken, RecordError, controller_context, open_store
+    from laserctl.records.writer import GroupCommitWriter
+    from laserctl.safety.limits import DoseUsed
+
+    if plan is not None and plan.area != area:
+        _fail(f"the plan is for area {plan.area!r}, not {area!r}", EXIT_USAGE)
+    controller = Controller(
+        plan, plan_for=lambda hp: dataclasses.replace(builtin_plan(hp), area=area)
+    )
+    context = controller_context(controller)
+    try:
+        store = open_store(db)
+        resumed = None
+        if resume:
+            resumed = store.interrupted_session(patient, area)
+            if resumed is None:
+                _fail(f"no interrupted session today for {patient} on {area}", EXIT_USAGE)
+        sid = store.begin_session(patient, area, resume=resumed, context=context)
+    except CourseRuleBroken as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except RecordError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    controller.session_id = sid
+    if resumed is not None:
+        pulses, fluence = store.session_dose(sid)
+        controller.dose = DoseUsed(pulses, fluence)
+    writer = GroupCommitWriter(store)
+    runner = ControllerRunner("", controller, store=store, writer=writer)
+    events_file = open(events_path, "a", encoding="utf-8") if events_path else None  # noqa: SIM115
+    stream = EventStream(
+        store,
+        sid,
+        log=json_lines(events_file, patient=patient, area=area) if events_file else None,
+        sink=writer.submit_event,
+        context=context,
+        echo=echo,
+    )
+    runner.on_note = stream.on_note
+    return _Log(store, writer, stream, controller, runner, sid, events_file)

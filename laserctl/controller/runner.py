@@ -21,7 +21,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.host import (
     CommandError,
@@ -38,6 +39,7 @@ from drivers.protocol import (
     Heartbeat,
     Reply,
     Response,
+    ShotAck,
     SimControl,
 )
 
@@ -62,6 +64,9 @@ from .events import (
 from .shots import MemoryShotStore, ShotStore
 from .snapshot import Snapshot
 
+if TYPE_CHECKING:
+    from laserctl.records.writer import GroupCommitWriter
+
 T = TypeVar("T")
 Clock = Callable[[], float]
 ConnectionFactory = Callable[[str, Callable[[Notification], None]], HandpieceConnection]
@@ -85,6 +90,13 @@ class _Call:
 _STOP = object()
 
 
+@dataclass(frozen=True, slots=True)
+class _Durable:
+    """From the group-commit writer: every shot up to `ticket` is on disk."""
+
+    ticket: int
+
+
 class ControllerRunner:
     def __init__(
         self,
@@ -95,6 +107,7 @@ class ControllerRunner:
         clock: Clock = time.monotonic,
         connection_factory: ConnectionFactory = default_connection,
         tick_s: float = TICK_S,
+        writer: GroupCommitWriter | None = None,
     ) -> None:
         self.url = url
         self.controller = controller
@@ -113,6 +126,16 @@ class ControllerRunner:
         self.notes: deque[Note] = deque(maxlen=10_000)
         self.on_note: Callable[[Note], None] | None = None
         self._thread: threading.Thread | None = None
+        # Group commit (SR-11): shots go to the writer thread; a SHOT_ACK waits here until
+        # every shot submitted before it is durable.
+        self._writer = writer
+        self._last_ticket = 0
+        self._held_acks: list[tuple[int, Send]] = []
+        if writer is not None:
+            writer.on_durable = lambda ticket: self._queue.put(_Durable(ticket))
+            writer.on_error = lambda error: self._queue.put(
+                InternalError(f"{type(error).__name__}: {error}")
+            )
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -211,6 +234,9 @@ class ControllerRunner:
                 item = Tick()
             if item is _STOP:
                 return
+            if isinstance(item, _Durable):
+                self._release_acks(item.ticket)
+                continue
             if isinstance(item, _Call):
                 try:
                     item.future.set_result(item.fn(self.controller))
@@ -239,6 +265,10 @@ class ControllerRunner:
     def _execute(self, actions: list[Action]) -> None:
         for action in actions:  # in order: a failing RecordShot stops the SHOT_ACK after it
             match action:
+                case Send(command=ShotAck()) if (
+                    self._writer is not None and self._writer.durable < self._last_ticket
+                ):
+                    self._held_acks.append((self._last_ticket, action))
                 case Send():
                     self._send(action)
                 case OpenLink():
@@ -248,11 +278,23 @@ class ControllerRunner:
                         self._connection.close()
                         self._connection = None
                 case RecordShot():
-                    self.store.record(action.record)
+                    if self._writer is not None:
+                        self._last_ticket = self._writer.submit_shot(action.record)
+                    else:
+                        self.store.record(action.record)
                 case Note():
                     self.notes.append(action)
                     if self.on_note is not None:
                         self.on_note(action)
+
+    def _release_acks(self, durable: int) -> None:
+        ready = [a for t, a in self._held_acks if t <= durable]
+        self._held_acks = [(t, a) for t, a in self._held_acks if t > durable]
+        for action in ready:
+            try:
+                self._send(action)
+            except Exception as exc:
+                self._fail_safe(exc)
 
     def _send(self, action: Send) -> None:
         connection = self._connection

@@ -1,0 +1,69 @@
+"""`laserctl course show PATIENT`: a patient's treatment courses (SR-18)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from . import EXIT_FAILED
+from .log import DB_HELP, fail, open_readonly
+
+
+@click.group(epilog="Examples:\n\n  laserctl course show P-0042 --db clinic.db")
+def course() -> None:
+    """Treatment courses: at most 5 sessions per course and area, 21 days apart (SR-18)."""
+
+
+@course.command(epilog="Exit codes: 0 shown; 1 no such patient or the log cannot be read.")
+@click.argument("patient")
+@click.option("--db", default=None, help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def show(patient: str, db: str | None, as_json: bool) -> None:
+    """Sessions, dates, shots and dose per area, and when the next session may start."""
+    from laserctl.records import RecordError
+
+    store = open_readonly(db, "course show")
+    try:
+        summary = store.course_summary(patient)
+    except RecordError as exc:
+        fail("course show", str(exc), EXIT_FAILED)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+        return
+    _print(summary)
+
+
+def _print(summary: dict[str, Any]) -> None:
+    rules = summary["rules"]
+    click.echo(
+        f"patient {summary['patient']}: course {summary['current_course']} is current "
+        f"(at most {rules['max_sessions_per_course_and_area']} sessions per course and area, "
+        f"{rules['min_days_between_sessions_on_an_area']} days apart)"
+    )
+    for course_entry in summary["courses"]:
+        click.echo(f"course {course_entry['course']}")
+        if not course_entry["areas"]:
+            click.echo("  no sessions yet")
+        for area in course_entry["areas"]:
+            click.echo(
+                f"  {area['area']}: {area['treated_sessions']} session(s), {area['shots']} shots, "
+                f"{area['fluence_j_cm2']:.1f} J/cm2"
+            )
+            for s in area["sessions"]:
+                note = "" if s["ended"] else "  (interrupted)"
+                if not s["counts"]:
+                    note += "  (no shots: does not count)"
+                click.echo(
+                    f"    {s['date']}  {s['session']}  {s['shots']:>6} shots  "
+                    f"{s['fluence_j_cm2']:>10.1f} J/cm2{note}"
+                )
+    click.echo("next session")
+    for area, when in summary["next_session"].items():
+        if when is None:
+            click.echo(f"  {area}: none left in course {summary['current_course']}")
+        else:
+            click.echo(f"  {area}: from {when}")
