@@ -1,0 +1,23 @@
+"""Roles, service credentials and signing keys (SR-19). See docs/service-guide.md."""
+
+from .accounts import (
+    Account,
+    AccountBook,
+    AuthError,
+    EventLog,
+    Identity,
+    Role,
+    require_service,
+)
+from .paths import config_dir
+
+__all__ = [
+    "Account",
+    "AccountBook",
+    "AuthError",
+    "EventLog",
+    "Identity",
+    "Role",
+    "config_dir",
+    "require_service",
+]
