@@ -757,3 +757,29 @@ def test_loss_and_duplication_never_execute_a_command_twice_and_every_command_en
     ordinary = [i.seq for i in bench.executed if not i.command.PRIORITY]
     order = [seq for seq in sent if not sent[seq].PRIORITY]
     assert ordinary == [seq for seq in order if seq in ordinary]
+
+
+@pytest.mark.req("SR-11")
+def test_lost_boot_restarted_numbering_is_a_gap_not_a_duplicate() -> None:
+    """A reboot whose BOOT frame was lost: the new boot's low-numbered events differ from the
+    old ones and must be delivered (a shot dropped as a 'duplicate' would never be logged)."""
+    from drivers.protocol import DeviceEvent, EventGap, Fault, HostLink, Shot, encode_frame
+
+    host = HostLink(0.0, first_seq=1, heartbeat_interval=None)
+
+    def deliver(event: Fault | Shot) -> None:
+        host.receive_data(encode_frame(event.TYPE, event.event_no & 0xFFFF, event.pack()), 0.0)
+
+    for n in range(1, 11):
+        deliver(Fault(n, 0, 0, 0, n))
+    deliver(Fault(10, 0, 0, 0, 10))  # the very frame again: a duplicate
+    shot = Shot(3, 1, 5_000, 0, 1, 16_000, 15_900, 1_800, ((1, 16_000),))
+    deliver(shot)  # event 3 of the new boot, different content
+    events = []
+    while (item := host.next_event()) is not None:
+        events.append(item)
+    delivered = [e.event for e in events if isinstance(e, DeviceEvent)]
+    assert len(delivered) == 11
+    assert delivered[-1] == shot
+    assert EventGap(11, 3) in events
+    assert host.stats.duplicate_events == 1

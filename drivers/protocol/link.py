@@ -106,6 +106,8 @@ class HostLink:
     """Host end. One ordinary command is in flight at a time, in order; priority commands
     (DISARM, ESTOP) are written ahead of everything not yet on the wire and never wait."""
 
+    RECENT_EVENTS = 64  # events remembered to tell a duplicate from a restarted numbering
+
     def __init__(
         self,
         now: float,
@@ -138,6 +140,8 @@ class HostLink:
         self._silent_reported = False
         self._last_event_no: int | None = None
         self._boot_id: int | None = None  # of the last BOOT seen: a repeat of it is a duplicate
+        # Payloads of the last events by number: a duplicate is the same frame again.
+        self._recent: OrderedDict[int, bytes] = OrderedDict()
         self.stats = LinkStats()
 
     # -- sending ----------------------------------------------------------------------------------
@@ -260,23 +264,32 @@ class HostLink:
             self.stats.replies += 1
             self._events.append(Reply(frame.seq, pending.command, message))
         elif isinstance(message, Event):
-            self._take_event(message)
+            self._take_event(message, frame.payload)
         else:
             self.stats.unexpected += 1
 
-    def _take_event(self, event: Event) -> None:
+    def _take_event(self, event: Event, payload: bytes) -> None:
         last = self._last_event_no
         if isinstance(event, Boot) and event.boot_id != self._boot_id:
             self._boot_id = event.boot_id  # a new boot: event numbering restarts here
         elif last is None:
             pass
         elif event.event_no <= last:
-            self.stats.duplicate_events += 1
-            return
+            if self._recent.get(event.event_no) == payload:
+                self.stats.duplicate_events += 1  # the very frame again: drop it
+                return
+            # An old number with new content: the device restarted its numbering and its BOOT
+            # was lost. Dropping these as duplicates would lose shots (SR-11): report the gap.
+            self.stats.event_gaps += 1
+            self._recent.clear()
+            self._events.append(EventGap(last + 1, event.event_no))
         elif event.event_no != last + 1:
             self.stats.event_gaps += 1
             self._events.append(EventGap(last + 1, event.event_no))
         self._last_event_no = event.event_no
+        self._recent[event.event_no] = payload
+        while len(self._recent) > self.RECENT_EVENTS:
+            self._recent.popitem(last=False)
         self._events.append(DeviceEvent(event))
 
     def next_event(self) -> LinkEvent | None:
