@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.simcal import calibrate_simulator
+
 ROOT = Path(__file__).resolve().parent.parent
 LASERCTL = str(Path(sys.executable).with_name("laserctl"))
 PATIENT, AREA = "P-0100", "abdomen"
@@ -149,6 +151,7 @@ def test_laserctl_session_killed_mid_burst_then_resumed_loses_and_doubles_nothin
     pty_sim: str, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
+    calibrate_simulator(pty_sim, db)  # SR-14: no calibration, no arming
     plan = tmp_path / "plan.toml"
     plan.write_text(FAST_PLAN)
     burst = tmp_path / "burst.txt"
@@ -187,6 +190,24 @@ def test_laserctl_session_killed_mid_burst_then_resumed_loses_and_doubles_nothin
     counter = device_shot_counter(pty_sim)
     assert summary["shots_logged"] == counter
     check_log(db, counter, summary["session_id"])
+    check_recovered_dose(db)
+
+
+def check_recovered_dose(db: Path) -> None:
+    """The shots re-read after the crash carry the dose they delivered, like the others: the
+    dose per area in the log is right (they are recovered, not a new session's budget)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    rows = conn.execute(
+        "SELECT json_extract(body, '$.recovered'), fluence, set_value,"
+        " json_extract(body, '$.drive'), json_extract(body, '$.calibration') FROM shots"
+    ).fetchall()
+    conn.close()
+    recovered = [r for r in rows if r[0]]
+    assert recovered, "no shot was re-read after the crash"
+    low = min(r[1] for r in rows if not r[0])
+    for _, fluence, set_value, drive, calibration in rows:
+        assert fluence >= low > 0  # at least the set dose (scaled up by measured/set, never down)
+        assert set_value == 12.0 and drive is not None and calibration is not None
 
 
 FAST_PLAN = """

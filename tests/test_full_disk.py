@@ -78,8 +78,8 @@ def test_a_full_database_refuses_the_whole_batch_and_keeps_what_was_stored(
     assert "shots 51..550" in message
     assert store.shots_logged(sid) == 50  # all of the failed batch rolled back, none half
     assert store.verify().ok
-    with pytest.raises(StoreFull):  # still full: the next one fails the same way
-        store.record(shot(sid, 51))
+    with pytest.raises(StoreFull):  # still full: the next batch fails the same way (one shot
+        store.record_many(shot(sid, n) for n in range(51, 151))  # may fit a page's slack)
     store.close()
     reopened = open_store(tmp_path / "log.db")  # space again (a new connection, no limit)
     reopened.attach(sid, lambda: CONTEXT)

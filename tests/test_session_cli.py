@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from drivers.protocol import HelloInfo, Param
 from laserctl.cli import main
 from laserctl.script import ScriptError, parse_script
+from tests.simcal import calibrate_simulator
 
 LASERCTL = str(Path(sys.executable).with_name("laserctl"))
 
@@ -142,8 +143,10 @@ def test_a_bad_plan_names_file_field_and_value(tmp_path: Path) -> None:
 def test_an_unreachable_device_exits_3(tmp_path: Path) -> None:
     script = tmp_path / "s.txt"
     script.write_text("arm\n")
+    db = str(tmp_path / "log.db")
     result = CliRunner().invoke(
-        main, ["session", "--device", str(tmp_path / "no-such-tty"), "--script", str(script)]
+        main,
+        ["session", "--device", str(tmp_path / "no-such-tty"), "--db", db, "--script", str(script)],
     )
     assert result.exit_code == 3, result.output
 
@@ -155,8 +158,10 @@ def test_simulator_steps_against_a_real_handpiece_are_refused_before_anything_ru
     monkeypatch.setattr(HelloInfo, "FLAG_SIMULATED", 0)
     script = tmp_path / "s.txt"
     script.write_text("confirm eyewear\narm\nwait 1.2\npress 5\nsim open door\n")
+    db = str(tmp_path / "log.db")
     result = CliRunner().invoke(
-        main, ["session", "--device", "sim:fractional-1550", "--script", str(script)]
+        main,
+        ["session", "--device", "sim:fractional-1550", "--script", str(script), "--db", db],
     )
     assert result.exit_code == 2, result.output
     assert "simulator steps (lines 4, 5) against a real handpiece" in result.output
@@ -170,14 +175,25 @@ def test_a_real_handpiece_cannot_be_armed_until_calibration_exists(
     monkeypatch.setattr(HelloInfo, "FLAG_SIMULATED", 0)
     script = tmp_path / "s.txt"
     script.write_text("confirm eyewear\narm\n")
+    db = str(tmp_path / "log.db")
     result = CliRunner().invoke(
-        main, ["session", "--device", "sim:fractional-1550", "--script", str(script), "--json"]
+        main,
+        [
+            "session",
+            "--device",
+            "sim:fractional-1550",
+            "--script",
+            str(script),
+            "--json",
+            "--db",
+            db,
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["final_state"] == "STANDBY"
     assert report["refusals"][0]["line"] == 2
-    assert "calibration: no calibration record" in report["refusals"][0]["reason"]
+    assert "calibration: no calibration for fractional-1550" in report["refusals"][0]["reason"]
 
 
 # ---- against the simulator in its own process -------------------------------------------------
@@ -203,9 +219,13 @@ def pty_sim() -> Iterator[str]:
 
 
 def run_session(device: str, script: str, tmp_path: Path, plan: str | None = None) -> Any:
+    """The simulator is calibrated first (SR-14: no calibration, no arming)."""
+    db = tmp_path / "log.db"
+    calibrate_simulator(device, db)
     script_file = tmp_path / "script.txt"
     script_file.write_text(script)
     args = [LASERCTL, "session", "--device", device, "--script", str(script_file), "--json"]
+    args += ["--db", str(db)]
     if plan is not None:
         plan_file = tmp_path / "plan.toml"
         plan_file.write_text(plan)

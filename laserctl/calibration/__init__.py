@@ -3,7 +3,8 @@
     outcome = calibrate(connection, info, who="alice")      # test pulses, fit, bounds
     record = outcome.calibration.to_record()
     store.add_calibration(info.serial, info.handpiece.slug, "alice", record)
-    check = calibration_check(store)                         # Controller(calibration=check)
+    lookup = calibration_lookup(store)                       # Controller(calibration=lookup)
+    check = calibration_check(store)                         # yes/no, with the reason
     cal = current_calibration(store, info)                   # the set-point mapping
 
 See docs/service-guide.md.

@@ -278,9 +278,11 @@ def calibration_check(
     clock: Callable[[], float] = time.time,
     bounds: Bounds | None = None,
 ) -> CalibrationCheck:
-    """A drop-in for Controller(calibration=...) in place of stand_in_calibration: "" when the
-    connected handpiece has a valid calibration (not expired, its serial number, fit within
-    bounds, not revoked), else why not (SR-14)."""
+    """An empty string when the connected handpiece has a valid calibration (not expired, its
+    serial number, fit within bounds, not revoked), else why not (SR-14). A yes/no only: the
+    controller takes calibration_lookup() (Controller(calibration=...)), whose mapping gives the
+    calibrated set points; given this check instead, it arms a simulated handpiece only,
+    uncalibrated."""
     lookup = calibration_lookup(log, clock=clock, bounds=bounds)
 
     def check(info: DeviceInfo) -> str:

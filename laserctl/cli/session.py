@@ -6,6 +6,7 @@ import json
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -13,8 +14,11 @@ import click
 from . import EXIT_DEVICE, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
+    from laserctl.controller.core import CalibrationCheck
     from laserctl.controller.runner import ControllerRunner
     from laserctl.controller.snapshot import Snapshot
+    from laserctl.plan import TreatmentPlan
+    from laserctl.records import RecordStore
     from laserctl.script import Step
 
 CONNECT_TIMEOUT_S = 5.0
@@ -22,25 +26,62 @@ SETTLE_TIMEOUT_S = 3.0
 
 
 @click.command(
-    epilog="Examples:\n\n  laserctl session --device sim:fractional-1550 --script demo.txt\n\n"
-    "  laserctl session --device /dev/pts/3 --plan plan.toml --script s.txt --json\n\n"
+    epilog="Examples:\n\n"
+    "  laserctl session --device /dev/ttyUSB0 --profile fractional-1550-abdomen/alba "
+    "--set energy_mj=22 --patient P-0042 --area abdomen --script s.txt\n\n"
+    "  laserctl session --device sim:fractional-1550 --training --script demo.txt\n\n"
+    "  laserctl session --device /dev/pts/3 --plan plan.toml --db log.db --script s.txt --json\n\n"
+    "Arming needs a valid calibration of the connected handpiece in the shot log (--db, else "
+    "the default one; laserctl calibrate), simulated handpieces included, except with "
+    "--training (simulated handpieces only, no patient, uncalibrated).\n\n"
     "Exit codes: 0 the script ran to its end (faults and refusals are in the summary); "
-    "2 unreadable script or plan, or a simulator step against real hardware; "
-    "3 the device could not be reached."
+    "1 the shot log could not be opened, or the course rules refuse the session; "
+    "2 unreadable script, plan or profile, a value beyond the profile's window, a simulator "
+    "step or --training against real hardware; 3 the device could not be reached."
 )
 @click.option("--device", "url", required=True, help="Device URL (see laserctl --help).")
 @click.option("--plan", "plan_path", default=None, help="Treatment plan file (TOML or JSON).")
+@click.option(
+    "--profile",
+    "selector",
+    default=None,
+    help="Signed treatment profile: <id>/<rubra|alba>[/iv-vi], e.g. fractional-1550-abdomen/alba.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="With --profile: a value for this patient, inside the profile's window (repeatable).",
+)
+@click.option(
+    "--profile-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Profile directory (else $LASERCTL_PROFILE_DIR, else the shipped profiles/).",
+)
 @click.option("--script", "script_path", required=True, help="Session script, one step a line.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
 @click.option("--verbose", "-v", is_flag=True, help="Print the controller's log as it runs.")
 @click.option("--patient", default=None, help="Pseudonymous patient ID: log the session.")
 @click.option("--area", default=None, help="Treated area (with --patient).")
-@click.option("--db", default=None, help="Shot log database (default: user data directory).")
+@click.option(
+    "--db", default=None, help="Shot log and calibrations (default: user data directory)."
+)
 @click.option("--resume", is_flag=True, help="Resume today's interrupted session (a crash).")
 @click.option("--events", "events_path", default=None, help="Append JSON-lines events here.")
+@click.option(
+    "--training",
+    is_flag=True,
+    help="TRAINING: a simulated handpiece without calibration, no patient, nothing logged. "
+    "Refused on a real handpiece.",
+)
 def session(
     url: str,
     plan_path: str | None,
+    selector: str | None,
+    sets: tuple[str, ...],
+    profile_dir: Path | None,
     script_path: str,
     as_json: bool,
     verbose: bool,
@@ -49,38 +90,48 @@ def session(
     db: str | None,
     resume: bool,
     events_path: str | None,
+    training: bool,
 ) -> None:
     """Run a session script against a handpiece and print a summary.
 
-    Without --plan the built-in conservative plan for the connected handpiece type is used.
+    The plan: --profile (a signed treatment profile, the operator's --set values inside its
+    windows), --plan (a plan file), or without either the built-in conservative plan for the
+    connected handpiece type.
     """
-    from laserctl.controller.core import Controller
+    from laserctl.controller.core import Controller, training_calibration
     from laserctl.controller.events import Connect, RefreshStatus
     from laserctl.controller.runner import ControllerRunner
     from laserctl.controller.table import State
-    from laserctl.plan import PlanError, load_plan
     from laserctl.script import ScriptError, load_script
 
     try:
         steps = load_script(script_path)
     except (OSError, ScriptError) as exc:
         _fail(f"{script_path}: {exc}", EXIT_USAGE)
-    try:
-        plan = load_plan(plan_path) if plan_path else None
-    except PlanError as exc:
-        _fail(str(exc), EXIT_USAGE)
+    plan = _load_plan(plan_path, selector, sets, profile_dir)
 
     if (patient is None) != (area is None):
         _fail("--patient and --area go together", EXIT_USAGE)
+    if training and patient is not None:
+        _fail("--training treats no patient: it cannot go with --patient", EXIT_USAGE)
+    if resume and patient is None:
+        _fail("--resume needs --patient and --area", EXIT_USAGE)
     echo = (
         (lambda note: click.echo(f"  [{note.kind}] {note.message}", err=True)) if verbose else None
     )
     log = None
+    calibrations = None  # the shot log read for calibrations when no session is logged
     if patient is not None and area is not None:
         log = _open_log(plan, patient, area, db, resume, events_path, echo)
         controller, runner = log.controller, log.runner
     else:
-        controller = Controller(plan, session_id=f"session-{uuid.uuid4().hex[:8]}")
+        calibration: CalibrationCheck = training_calibration
+        if not training:
+            calibrations = _open_calibrations(db)
+            calibration = _calibration_source(calibrations)
+        controller = Controller(
+            plan, calibration=calibration, session_id=f"session-{uuid.uuid4().hex[:8]}"
+        )
         runner = ControllerRunner(url, controller)
         runner.on_note = echo
     if log is not None:
@@ -96,6 +147,12 @@ def session(
             _fail(f"{url}: {message}", EXIT_DEVICE)
         _settle(runner)  # the parameters reach the device before the first step
         info = runner.device_info
+        if training and info is not None and not info.simulated:
+            _fail(
+                f"--training against a real handpiece {info.handpiece.slug} {info.serial}: "
+                "training is for simulated handpieces only; nothing was run",
+                EXIT_USAGE,
+            )
         sim_steps = [s for s in steps if s.needs_simulator]
         if sim_steps and info is not None and not info.simulated:
             lines = ", ".join(str(s.line) for s in sim_steps)
@@ -113,9 +170,14 @@ def session(
         runner.close()
         if log is not None:
             log.close(report if "report" in locals() else None)
+        if calibrations is not None:
+            calibrations.close()
     if log is not None:
         report["session_id"] = log.session_id
         report["shots_logged"] = log.shots_logged
+    report["training"] = training
+    if plan is not None and plan.extra:
+        report["profile"] = dict(plan.extra)
     report["steps"] = results
     report["refusals"] = [
         {"line": r["line"], "step": r["step"], **refusal}
@@ -130,6 +192,54 @@ def session(
     else:
         _print_summary(report)
     sys.exit(EXIT_OK)
+
+
+def _load_plan(
+    plan_path: str | None,
+    selector: str | None,
+    sets: tuple[str, ...],
+    profile_dir: Path | None,
+) -> TreatmentPlan | None:
+    """The plan, before anything is sent: a usage error (exit 2) names file, field, value and
+    reason (SR-07, SR-13)."""
+    from laserctl.plan import PlanError, load_plan
+
+    if plan_path is not None and selector is not None:
+        _fail("--plan and --profile: choose one", EXIT_USAGE)
+    if sets and selector is None:
+        _fail("--set needs --profile (the values are checked against its windows)", EXIT_USAGE)
+    if plan_path is not None:
+        try:
+            return load_plan(plan_path)
+        except PlanError as exc:
+            _fail(str(exc), EXIT_USAGE)
+    if selector is None:
+        return None
+    from laserctl.profiles import ProfileError, plan_for_session
+
+    try:
+        return plan_for_session(selector, sets, directory=profile_dir)
+    except ProfileError as exc:
+        _fail(f"profile refused: {exc}", EXIT_USAGE)
+    return None  # pragma: no cover - _fail exits
+
+
+def _open_calibrations(db: str | None) -> RecordStore:
+    """The shot log, for the calibrations only (a session without a patient logs nothing)."""
+    from laserctl.records import RecordError, open_store
+
+    try:
+        return open_store(db)
+    except RecordError as exc:
+        _fail(f"{exc} (needed for the handpiece's calibration, SR-14)", EXIT_FAILED)
+    raise AssertionError("unreachable")  # pragma: no cover - _fail exits
+
+
+def _calibration_source(store: RecordStore) -> CalibrationCheck:
+    """SR-14: the connected handpiece's valid calibration from the shot log, or why none."""
+    from laserctl.calibration import calibration_lookup
+
+    return calibration_lookup(store)
 
 
 def _fail(message: str, code: int) -> Any:
@@ -227,8 +337,26 @@ def _press(runner: ControllerRunner, step: Step) -> dict[str, Any]:
 def _print_summary(report: dict[str, Any]) -> None:
     hp = report.get("handpiece") or {}
     sim = " (simulated)" if hp.get("simulated") else ""
+    if report.get("training"):
+        click.echo("TRAINING      simulated handpiece, uncalibrated, no patient, nothing logged")
     click.echo(f"plan          {report['plan_id']}")
+    profile = report.get("profile")
+    if profile:
+        click.echo(
+            f"profile       {profile.get('profile_id')} version {profile.get('profile_version')}"
+            f" SHA-256 {str(profile.get('profile_sha256', ''))[:16]}..., operator values "
+            f"{profile.get('operator_values') or 'none'}"
+        )
     click.echo(f"handpiece     {hp.get('handpiece', '?')} {hp.get('serial', '?')}{sim}")
+    cal = report.get("calibration")
+    if cal and cal.get("id") is not None:
+        lo, hi = cal["calibrated_range"]
+        click.echo(
+            f"calibration   {cal['id']} by {cal['who']}: {cal['dose_param']} range "
+            f"{lo:.3f}..{hi:.3f}"
+        )
+    elif cal and not cal.get("valid"):
+        click.echo(f"calibration   NONE: {cal.get('problem')}")
     click.echo(f"final state   {report['final_state']}")
     click.echo(
         f"shots         fired {report['shots_fired']} (device count), seen {report['shots_seen']}"
@@ -303,26 +431,44 @@ def _open_log(
 
     if plan is not None and plan.area != area:
         _fail(f"the plan is for area {plan.area!r}, not {area!r}", EXIT_USAGE)
+    try:
+        store = open_store(db)
+    except RecordError as exc:
+        _fail(str(exc), EXIT_FAILED)
     controller = Controller(
-        plan, plan_for=lambda hp: dataclasses.replace(builtin_plan(hp), area=area)
+        plan,
+        plan_for=lambda hp: dataclasses.replace(builtin_plan(hp), area=area),
+        calibration=_calibration_source(store),  # SR-14: no valid calibration, no arming
     )
     context = controller_context(controller)
     try:
-        store = open_store(db)
         resumed = None
         if resume:
             resumed = store.interrupted_session(patient, area)
             if resumed is None:
                 _fail(f"no interrupted session today for {patient} on {area}", EXIT_USAGE)
         sid = store.begin_session(patient, area, resume=resumed, context=context)
+        if plan is not None and plan.extra:
+            extra = dict(plan.extra)
+            store.log_event(
+                "info",
+                f"profile {plan.plan_id} version {extra.get('profile_version', '?')} "
+                f"SHA-256 {extra.get('profile_sha256', '?')}; operator values "
+                f"{extra.get('operator_values') or 'none (the defaults)'}",
+                session_id=sid,
+                data={**extra, "plan_id": plan.plan_id, "defaults": _defaults(plan)},
+            )
     except CourseRuleBroken as exc:
+        store.close()
         _fail(str(exc), EXIT_FAILED)
     except RecordError as exc:
+        store.close()
         _fail(str(exc), EXIT_FAILED)
     controller.session_id = sid
     if resumed is not None:
         pulses, fluence = store.session_dose(sid)
         controller.dose = DoseUsed(pulses, fluence)
+        controller.count_recovered = True  # shots re-read now were fired in this session
     writer = GroupCommitWriter(store)
     runner = ControllerRunner("", controller, store=store, writer=writer)
     events_file = open(events_path, "a", encoding="utf-8") if events_path else None  # noqa: SIM115
@@ -336,3 +482,9 @@ def _open_log(
     )
     runner.on_note = stream.on_note
     return _Log(store, writer, stream, controller, runner, sid, events_file)
+
+
+def _defaults(plan: TreatmentPlan) -> dict[str, float]:
+    """The values the controller sends first: the profile's defaults with the operator's
+    values in place."""
+    return {p.field_name: w.default for p, w in sorted(plan.windows.items())}

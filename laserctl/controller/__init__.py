@@ -4,8 +4,17 @@ core.Controller decides (pure, clock injected); runner.ControllerRunner owns the
 queue and the connection; table.TABLE declares every transition, guard and effect.
 """
 
-from .core import Cause, CauseKind, Controller, stand_in_calibration
+from .core import Cause, CauseKind, Controller, stand_in_calibration, training_calibration
 from .snapshot import Snapshot
 from .table import TABLE, State
 
-__all__ = ["TABLE", "Cause", "CauseKind", "Controller", "Snapshot", "State", "stand_in_calibration"]
+__all__ = [
+    "TABLE",
+    "Cause",
+    "CauseKind",
+    "Controller",
+    "Snapshot",
+    "State",
+    "stand_in_calibration",
+    "training_calibration",
+]

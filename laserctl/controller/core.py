@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transitions import Machine
 
@@ -119,16 +119,28 @@ from .shots import Accept, ShotLedger, ShotRecord
 from .snapshot import Snapshot
 from .table import ARMED, LATCHED, TABLE, State
 
-CalibrationCheck = Callable[[DeviceInfo], str]
-"""Returns "" when the handpiece's calibration is valid, otherwise why not."""
+if TYPE_CHECKING:
+    from ..calibration.record import Calibration
+
+CalibrationCheck = Callable[[DeviceInfo], "Calibration | str"]
+"""At every identification and before every ARM: the connected handpiece's valid calibration
+(its set-point mapping: laserctl.calibration.calibration_lookup(store)), or why there is none
+(SR-14). Returning "" means "may be armed, uncalibrated": the dose is sent as chosen (drive =
+target); the controller accepts that for a simulated handpiece only (training_calibration)."""
 
 
-def stand_in_calibration(info: DeviceInfo) -> str:
-    """Stand-in until the calibration issue (SR-14): no calibration records exist yet, so only
-    a simulated handpiece counts as calibrated; a real one cannot be armed (fail safe)."""
+def training_calibration(info: DeviceInfo) -> str:
+    """No calibration records at all (training, demonstrations, the unit-test bench): only a
+    simulated handpiece may be armed, uncalibrated; a real one never (SR-14, fail safe)."""
     if info.simulated:
         return ""
-    return "no calibration record for this handpiece (calibration is not implemented yet)"
+    return (
+        f"no calibration source: {info.handpiece.slug} {info.serial} is a real handpiece and "
+        "only a simulated one may be used uncalibrated (training)"
+    )
+
+
+stand_in_calibration = training_calibration  # the name the controller issue used
 
 
 class CauseKind(StrEnum):
@@ -209,6 +221,11 @@ class Controller:
         self.pinned: DeviceInfo | None = None  # the handpiece of this session (SR-15)
         self.identity_problem = ""
         self.calibration_problem = ""
+        self.calibrated: Calibration | None = None  # the set-point mapping in use (SR-14)
+        self._targets: dict[int, int] = {}  # drive value sent -> the dose target it stands for
+        self._targets_of: object = None  # the calibration those drive values were made with
+        self._sent_with: object = _NOTHING_SENT  # the calibration of the last SET_PARAMS
+        self.count_recovered = False  # a resumed session: re-read shots are this session's
         self.status: StatusBody | None = None
         self.eyewear = False
         # parameters and arming
@@ -381,6 +398,8 @@ class Controller:
                 self.eyewear = True
                 self._note("info", "protective eyewear confirmed by the operator")
             case RequestArm():
+                if self.device is not None and self.state is State.STANDBY:
+                    self._look_up_calibration(self.device)  # expired or revoked since? (SR-14)
                 self._request("arm", "ARM")
             case RequestDisarm():
                 if self._fire("disarm") is not None:
@@ -501,11 +520,20 @@ class Controller:
             return "latched: " + "; ".join(c.message for c in self.causes)
         return None
 
+    def _check_parameters(self, values: dict[Param, float]) -> tuple[tuple[int, int], ...]:
+        """SR-07: every value inside min(plan window, handpiece capability, calibrated range);
+        the treatment values as wire pairs, or LimitExceeded naming the limit and the value.
+        The calibrated range is the bound Calibration.restrict() puts on the capability."""
+        assert self.plan is not None and self.device is not None
+        cal = self.calibrated
+        ranges = {cal.dose_param: cal.target_range} if cal is not None else None
+        return check_parameters(self.plan, self.device.capabilities, values, ranges)
+
     def _guard_parameters_within_limits(self) -> str | None:
         if self.plan is None or self.device is None:
             return "no handpiece identified"
         try:
-            check_parameters(self.plan, self.device.capabilities, self._requested or self.params)
+            self._check_parameters(self._requested or self.params)
         except LimitExceeded as exc:
             return str(exc)
         return None
@@ -598,13 +626,30 @@ class Controller:
             return
         values = self._requested or self.params
         try:
-            wire = check_parameters(self.plan, self.device.capabilities, values)
-        except LimitExceeded as exc:
+            wire = self._check_parameters(values)
+            drive = self._drive(wire)
+        except (LimitExceeded, ValueError) as exc:
             self._refuse("SET_PARAMS", str(exc))
             return
         self.params = dict(values)
         self.params_confirmed = False
-        self._params_token = self._send(SetParams(wire))
+        self._params_token = self._send(SetParams(drive))
+        self._sent_with = _calibration_key(self.calibrated)
+
+    def _drive(self, wire: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        """The treatment values as sent: the dose target replaced by its calibrated drive value
+        (SR-14); the targets are kept to read the shots back."""
+        cal = self.calibrated
+        if cal is None:
+            return wire
+        if _calibration_key(cal) != self._targets_of:
+            self._targets.clear()  # drive values of another calibration mean other targets
+            self._targets_of = _calibration_key(cal)
+        drive = cal.apply(wire)
+        for (code, target), (_, sent) in zip(wire, drive, strict=True):
+            if code == cal.dose_param:
+                self._targets[sent] = target
+        return drive
 
     def _effect_send_arm(self) -> None:
         assert self.plan is not None
@@ -693,7 +738,7 @@ class Controller:
             )
         self.device = info
         self.identity_problem = problem
-        self.calibration_problem = self._calibration(info)
+        self._look_up_calibration(info)
         added = False
         if problem:
             added = self._add_cause(Cause(CauseKind.HANDPIECE, problem))
@@ -706,6 +751,46 @@ class Controller:
             self._fire("identified")
         elif added:
             self._fire("fault")
+
+    def _look_up_calibration(self, info: DeviceInfo) -> None:
+        """SR-14: the handpiece's valid calibration, or why there is none (the calibration
+        interlock stays open then, and ARM is refused with that reason)."""
+        found = self._calibration(info)
+        before = self.calibrated
+        if isinstance(found, str):
+            if not found and not info.simulated:
+                # "Valid" without a set-point mapping: only the training source says that, and
+                # only for a simulated handpiece. A real one is never driven uncalibrated.
+                found = (
+                    f"no calibrated set points for {info.handpiece.slug} {info.serial} (the "
+                    "calibration source gave none)"
+                )
+            self.calibration_problem = found
+            self.calibrated = None
+        else:
+            self.calibration_problem = ""
+            self.calibrated = found
+        key = _calibration_key(self.calibrated)
+        if _calibration_key(before) != key:
+            self._note_calibration(info)
+        stale = self._sent_with is not _NOTHING_SENT and self._sent_with != key
+        if stale and not self.calibration_problem and self.state is State.STANDBY:
+            # The device holds drive values made with another calibration: they no longer
+            # count, and go again at once with this one. (While there is no valid calibration,
+            # arming is refused anyway; this is decided when one is back.)
+            self.params_confirmed = False
+            self._effect_send_parameters()
+
+    def _note_calibration(self, info: DeviceInfo) -> None:
+        if self.calibrated is not None:
+            lo, hi = self.calibrated.target_range
+            self._note(
+                "info",
+                f"calibration {self.calibrated.record_id} of {info.serial} by "
+                f"{self.calibrated.who}: {self.calibrated.dose_param.field_name} calibrated "
+                f"range {lo:.3f}..{hi:.3f}",
+                calibration=self.calibrated.record_id,
+            )
 
     # ---- command results --------------------------------------------------------------------
     def _on_done(self, token: int, response: Response) -> None:
@@ -963,8 +1048,12 @@ class Controller:
         accepted = ledger.accept(shot.shot_no, replay)
         if accepted is not Accept.DUPLICATE:
             counted = accepted is not Accept.RECOVERED
-            fluence = self._shot_fluence(shot) if counted else 0.0
+            target = self._target_milli(shot)
+            # A recovered shot delivered its dose too: the shot log's dose per area must be
+            # right after a crash, even where it is not this session's budget.
+            fluence = self._shot_fluence(shot, target)
             boot_id = self.pinned.boot_id if self.pinned else 0
+            cal = self.calibrated
             self._actions.append(
                 RecordShot(
                     ShotRecord.from_shot(
@@ -976,15 +1065,19 @@ class Controller:
                         counted=counted,
                         fluence_j_cm2=fluence,
                         received_at=self.now,
+                        target_milli=target,
+                        calibration=cal.record_id if cal is not None else None,
                     )
                 )
             )
             if counted:
                 self.shots_seen += 1
                 self.dose = self.dose.add(fluence)
-                self._check_energy(shot)
+                self._check_energy(shot, target)
             else:
                 self.shots_recovered += 1
+                if self.count_recovered:  # fired in this (resumed) session before the crash
+                    self.dose = self.dose.add(fluence)
             if accepted is Accept.BACKWARDS:
                 self._latch(
                     Cause(
@@ -1001,17 +1094,31 @@ class Controller:
         if replay and ledger.replays_due == 0 and not ledger.recovering:
             self._recovery_done()
 
-    def _shot_fluence(self, shot: Shot) -> float:
-        """The dose this shot adds: its set parameters, scaled up (never down) by measured/set.
-        A parameter missing from the record counts at the plan's maximum."""
+    def _target_milli(self, shot: Shot) -> int:
+        """The treatment dose a shot's set value stands for: with a calibration the device was
+        sent a drive value, whose target is what the operator chose (SR-06, SR-14)."""
+        cal = self.calibrated
+        if cal is None or shot.dose_param != cal.dose_param:
+            return shot.set_milli
+        known = (
+            self._targets.get(shot.set_milli) if self._targets_of == _calibration_key(cal) else None
+        )
+        return known if known is not None else cal.target_milli(shot.set_milli)
+
+    def _shot_fluence(self, shot: Shot, target_milli: int) -> float:
+        """The dose this shot adds: its treatment parameters (the dose at its target), scaled up
+        (never down) by measured/target. A parameter missing from the record counts at the
+        plan's maximum."""
         assert self.plan is not None
         params = {p: w.max for p, w in self.plan.windows.items()}
         for code, value in shot.params:
             with contextlib.suppress(ValueError):
                 params[Param(code)] = value / 1000.0
+        with contextlib.suppress(ValueError):
+            params[Param(shot.dose_param)] = target_milli / 1000.0
         handpiece = self.device.handpiece if self.device else self.plan.handpiece
         base = fluence_per_pulse(handpiece, params)
-        scale = shot.measured_milli / shot.set_milli if shot.set_milli > 0 else 1.0
+        scale = shot.measured_milli / target_milli if target_milli > 0 else 1.0
         return base * max(1.0, scale) if math.isfinite(scale) else base
 
     def _check_live_shot(self, shot: Shot) -> None:
@@ -1043,14 +1150,17 @@ class Controller:
         if self.status is None or not self.status.emission:
             self._warn(f"shot {shot.shot_no} without an emission indication seen first (SR-05)")
 
-    def _check_energy(self, shot: Shot) -> None:
-        result = check_energy(shot.set_milli, shot.measured_milli)
+    def _check_energy(self, shot: Shot, target_milli: int) -> None:
+        """SR-06: measured against the treatment value (the calibrated target, not the drive
+        value the device was sent)."""
+        result = check_energy(target_milli, shot.measured_milli)
         if result.verdict is Verdict.OK:
             return
         name = _param_name(shot.dose_param)
+        drive = f" (drive {shot.set_milli / 1000:g})" if target_milli != shot.set_milli else ""
         message = (
             f"shot {shot.shot_no}: measured {shot.measured_milli / 1000:g} {name} against "
-            f"{shot.set_milli / 1000:g} set, {result.percent:+.1f} %"
+            f"{target_milli / 1000:g} set{drive}, {result.percent:+.1f} %"
         )
         if result.verdict is Verdict.FAULT:
             self._disarm_now()
@@ -1173,10 +1283,46 @@ class Controller:
             ],
             "warnings": list(self.warnings),
             "latched_causes": [c.message for c in self.causes],
+            "calibration": _calibration_json(
+                self.calibrated, self.calibration_problem, self.device is not None
+            ),
         }
 
 
 # ---- small translations ------------------------------------------------------------------------
+_NOTHING_SENT = object()
+
+
+def _calibration_key(cal: Calibration | None) -> tuple[object, ...] | None:
+    if cal is None:
+        return None
+    return (cal.record_id, cal.serial, cal.created_at, cal.fit.slope, cal.fit.offset)
+
+
+def _calibration_json(
+    cal: Calibration | None, problem: str, identified: bool
+) -> dict[str, Any] | None:
+    if cal is None:
+        if not identified:
+            return None
+        if problem:
+            return {"valid": False, "problem": problem}
+        return {"valid": True, "id": None, "uncalibrated": True}  # training: simulated only
+    lo, hi = cal.target_range
+    return {
+        "valid": True,
+        "id": cal.record_id,
+        "serial": cal.serial,
+        "who": cal.who,
+        "created_at": cal.created_at,
+        "expires_at": cal.expires_at,
+        "dose_param": cal.dose_param.field_name,
+        "slope": cal.fit.slope,
+        "offset": cal.fit.offset,
+        "calibrated_range": [lo, hi],
+    }
+
+
 def _device_state(value: int) -> DeviceState:
     try:
         return DeviceState(value)
@@ -1247,4 +1393,5 @@ __all__ = [
     "FaultRecord",
     "Refusal",
     "stand_in_calibration",
+    "training_calibration",
 ]

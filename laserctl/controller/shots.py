@@ -23,14 +23,18 @@ class ShotRecord:
     shot_no: int
     device_time_us: int
     dose_param: Param
-    set_value: float
+    set_value: float  # the treatment (target) dose the operator chose
     measured_value: float
     pulse_us: int
-    params: tuple[tuple[Param, float], ...]
+    params: tuple[tuple[Param, float], ...]  # treatment values (the dose as its target)
     replayed: bool  # came from SHOTS_SINCE, not live
     counted: bool  # belongs to this session's budget (False: recovered from before it)
-    fluence_j_cm2: float  # what this shot added to the session dose
+    fluence_j_cm2: float  # the dose per area this shot delivered (J/cm2), recovered or not
     received_at: float
+    # The dose value the device was sent (its SHOT set value): the calibrated drive value for
+    # set_value (SR-14). None: the same as set_value (no calibration, e.g. training).
+    drive_value: float | None = None
+    calibration: int | None = None  # the shot log id of the calibration that mapped it
 
     @classmethod
     def from_shot(
@@ -44,7 +48,13 @@ class ShotRecord:
         counted: bool,
         fluence_j_cm2: float,
         received_at: float,
+        target_milli: int | None = None,
+        calibration: int | None = None,
     ) -> ShotRecord:
+        """`target_milli`: the treatment dose the shot's set value (a calibrated drive value)
+        stands for; None when the set value is the treatment value itself."""
+        dose = Param(shot.dose_param)
+        target = shot.set_milli if target_milli is None else target_milli
         return cls(
             session=session,
             plan_id=plan_id,
@@ -52,17 +62,21 @@ class ShotRecord:
             boot_id=boot_id,
             shot_no=shot.shot_no,
             device_time_us=shot.device_time_us,
-            dose_param=Param(shot.dose_param),
-            set_value=shot.set_milli / 1000.0,
+            dose_param=dose,
+            set_value=target / 1000.0,
             measured_value=shot.measured_milli / 1000.0,
             pulse_us=shot.pulse_us,
             params=tuple(
-                (Param(p), v / 1000.0) for p, v in shot.params if p in Param._value2member_map_
+                (Param(p), (target if p == dose else v) / 1000.0)
+                for p, v in shot.params
+                if p in Param._value2member_map_
             ),
             replayed=bool(shot.flags & Shot.FLAG_REPLAY),
             counted=counted,
             fluence_j_cm2=fluence_j_cm2,
             received_at=received_at,
+            drive_value=shot.set_milli / 1000.0,
+            calibration=calibration,
         )
 
 

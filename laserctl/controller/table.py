@@ -138,7 +138,8 @@ TABLE: tuple[Rule, ...] = (
 GUARDS: dict[str, str] = {
     "link_down": "the link is down (a latched controller may reopen it)",
     "nothing_latched": "handpiece matches the plan and no fault cause is waiting for a reset",
-    "parameters_within_limits": "every value inside min(plan window, capability) (SR-07)",
+    "parameters_within_limits": "every value inside min(plan window, capability, calibrated range) "
+    "(SR-07)",
     "arming_permitted": "interlocks closed, footswitch released, parameters confirmed, device "
     "idle, budget left (SR-01, SR-04, SR-08)",
     "still_safe": "every interlock still closed when the device acknowledges ARM",
@@ -154,7 +155,8 @@ EFFECTS: dict[str, str] = {
     "close_link": "close the link",
     "resync_device": "DISARM, SHOTS_SINCE (re-read unacknowledged shots, SR-11), GET_STATUS",
     "run_self_test": "SELF_TEST (SR-17)",
-    "send_parameters": "SET_PARAMS with the checked values",
+    "send_parameters": "SET_PARAMS with the checked values, the dose as its calibrated drive value "
+    "(SR-14)",
     "send_arm": "ARM with grant = remaining budget and delay = ready delay (SR-04, SR-08)",
     "start_ready_delay": "first pulse no sooner than the ready delay; start the inactivity timer",
     "note_emission_on": "log the emission indication on (SR-05)",

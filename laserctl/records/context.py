@@ -44,8 +44,14 @@ class ControllerView(Protocol):
 
 
 def profile_hash(plan: TreatmentPlan) -> str:
-    """SHA-256 over the plan's canonical JSON (every field that decides what may be fired).
-    When profiles become signed files (issue 5) their own digest replaces this."""
+    """The SHA-256 of the profile the plan came from: for a signed profile (laserctl.profiles,
+    SR-13) the digest of its file's bytes, the one its signed manifest covers (plan.extra
+    "profile_sha256"); for any other plan (built-in, --plan file) the SHA-256 over the plan's
+    canonical JSON (every field that decides what may be fired). The shot's parameters, the
+    operator's values included, are recorded with each shot."""
+    signed = plan.extra.get("profile_sha256")
+    if isinstance(signed, str) and signed:
+        return signed
     data = {**plan.to_json(), "serial": plan.serial, "source": plan.source}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -82,6 +82,8 @@ def session_data(store: RecordStore, session_id: str) -> SessionData:
                 "host_time": iso(b["host_time"]),
                 "dose_param": b["dose"],
                 "set": b["set"],
+                "drive": b.get("drive", b["set"]),  # logs before calibration: the same
+                "calibration": b.get("calibration"),
                 "measured": b["measured"],
                 "deviation_pct": b["deviation_pct"],
                 "pulse_us": b["pulse_us"],
@@ -139,6 +141,8 @@ CSV_FIELDS = [
     "host_time",
     "dose_param",
     "set",
+    "drive",
+    "calibration",
     "measured",
     "deviation_pct",
     "pulse_us",

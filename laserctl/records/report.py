@@ -165,9 +165,20 @@ def render(
         ("Profile", f"{h['profile_id'] or '?'}"),
         ("Profile SHA-256", h["profile_hash"] or ""),
     ]
+    shots = data.shots
+    calibrations = sorted({s["calibration"] for s in shots if s.get("calibration") is not None})
+    if shots:
+        facts.append(
+            (
+                "Calibration",
+                ", ".join(f"record {c}" for c in calibrations)
+                + " (set = treatment target, drive = value sent)"
+                if calibrations
+                else "none: the dose was sent as set",
+            )
+        )
     if data.ended:
         facts.append(("Final state", data.ended.get("final_state", "")))
-    shots = data.shots
     warn = sum(1 for s in shots if s["deviation_pct"] is not None and abs(s["deviation_pct"]) > 10)
     replayed = sum(1 for s in shots if s["replayed"])
     out = [

@@ -798,6 +798,8 @@ class RecordStore:
                 "host_time": round(staged.host_time, 6),
                 "dose": shot.dose_param.field_name,
                 "set": set_value,
+                "drive": set_value if shot.drive_value is None else shot.drive_value,
+                "calibration": shot.calibration,
                 "measured": measured,
                 "deviation_pct": None if deviation is None else round(deviation, 3),
                 "pulse_us": shot.pulse_us,

@@ -108,7 +108,8 @@ INTERLOCKS: tuple[InterlockSpec, ...] = (
         "calibration valid",
         Source.CONTROLLER,
         Effect.FAULT,
-        why="SR-14: stand-in until the calibration issue: valid only for simulated handpieces",
+        why="SR-14: a valid calibration of this serial number in the shot log (training: simulated"
+        " handpieces only, uncalibrated)",
     ),
     InterlockSpec(
         InterlockId.LINK,

@@ -1,9 +1,10 @@
 """Parameter limits (SR-07) and the per-session pulse and dose budget (SR-08).
 
-A parameter is sent only inside min(plan window, handpiece capability); the calibrated range
-joins that intersection when the calibration issue lands. The check is made on the wire value
-(thousandths of the unit), the same integers the device re-checks, so rounding can never carry a
-value past a limit.
+A parameter is sent only inside min(plan window, handpiece capability, calibrated range): the
+calibrated range is the dose targets the handpiece's calibration reaches without extrapolating
+(laserctl.calibration: Calibration.target_range, the bound Calibration.restrict() puts on the
+capability). The check is made on the wire value (thousandths of the unit), the same integers
+the device re-checks, so rounding can never carry a value past a limit.
 
 Dose per pulse, in J/cm2, is defined in one place, fluence_per_pulse():
   - Nd:YAG: the fluence parameter itself.
@@ -35,6 +36,7 @@ MICROBEAM_DIAMETER_UM = 140.0  # fractional 1550 nm microbeam (ours; documented 
 GRANT_MARGIN = 1.0 + FAULT_FRACTION
 
 Capabilities = Mapping[Param, tuple[float, float]]
+Calibrated = Mapping[Param, tuple[float, float]]  # the calibrated range of each calibrated param
 
 
 class LimitExceeded(ValueError):
@@ -62,9 +64,15 @@ def to_milli(value: float) -> int:
     return round(value * 1000.0)
 
 
-def effective_window(plan: TreatmentPlan, capabilities: Capabilities, param: Param) -> Window:
-    """min(plan window, handpiece capability); raises LimitExceeded when they do not overlap or
-    either does not know the parameter."""
+def effective_window(
+    plan: TreatmentPlan,
+    capabilities: Capabilities,
+    param: Param,
+    calibrated: Calibrated | None = None,
+) -> Window:
+    """min(plan window, handpiece capability, calibrated range when the parameter has one);
+    raises LimitExceeded when they do not overlap or the plan or handpiece does not know the
+    parameter."""
     window = plan.windows.get(param)
     if window is None:
         raise LimitExceeded(f"{param.field_name}: the plan {plan.plan_id} has no window for it")
@@ -74,16 +82,27 @@ def effective_window(plan: TreatmentPlan, capabilities: Capabilities, param: Par
     lo = max(to_milli(window.min), to_milli(cap[0]))
     hi = min(to_milli(window.max), to_milli(cap[1]))
     why = f"plan window {window.min:g}..{window.max:g}, handpiece capability {cap[0]:g}..{cap[1]:g}"
+    cal = calibrated.get(param) if calibrated is not None else None
+    if cal is not None:
+        lo = max(lo, to_milli(cal[0]))
+        hi = min(hi, to_milli(cal[1]))
+        why += f", calibrated range {cal[0]:.3f}..{cal[1]:.3f}"
     if lo > hi:
         raise LimitExceeded(f"{param.field_name}: no overlap between {why}")
     return Window(lo, hi, why)
 
 
-def check_value(plan: TreatmentPlan, capabilities: Capabilities, param: Param, value: float) -> int:
+def check_value(
+    plan: TreatmentPlan,
+    capabilities: Capabilities,
+    param: Param,
+    value: float,
+    calibrated: Calibrated | None = None,
+) -> int:
     """The wire value for `value`, or LimitExceeded naming the limit and the value."""
     if not math.isfinite(value):
         raise LimitExceeded(f"{param.field_name} = {value}: not a number")
-    window = effective_window(plan, capabilities, param)
+    window = effective_window(plan, capabilities, param, calibrated)
     # Huge values are refused before rounding (round() of an overflowing product raises).
     scaled = value * 1000.0
     if scaled > window.max_milli + 1:
@@ -106,13 +125,17 @@ def check_value(plan: TreatmentPlan, capabilities: Capabilities, param: Param, v
 
 
 def check_parameters(
-    plan: TreatmentPlan, capabilities: Capabilities, values: Mapping[Param, float]
+    plan: TreatmentPlan,
+    capabilities: Capabilities,
+    values: Mapping[Param, float],
+    calibrated: Calibrated | None = None,
 ) -> tuple[tuple[int, int], ...]:
-    """Every value checked; the complete set the handpiece needs, as SET_PARAMS wire pairs.
+    """Every value checked; the complete set the handpiece needs, as SET_PARAMS wire pairs (the
+    treatment values: a calibrated dose is turned into its drive value after this check).
     Raises LimitExceeded for the first value beyond a limit or a parameter missing."""
     wire: dict[Param, int] = {}
     for param, value in values.items():
-        wire[param] = check_value(plan, capabilities, param, value)
+        wire[param] = check_value(plan, capabilities, param, value, calibrated)
     missing = [p.field_name for p in capabilities if p not in wire]
     if missing:
         raise LimitExceeded(f"parameters missing: {', '.join(missing)}")
