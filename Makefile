@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/laserctl demo --device sim:fractional-1550
+	$(BIN)/laserctl console --training
 
 lint: $(STAMP)
 	$(BIN)/ruff check drivers laserctl tests hil_tests bench
@@ -36,6 +36,7 @@ soak: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m laserctl.controller.diagram
+	$(BIN)/python -m laserctl.console.screenshots
 	$(BIN)/python -m tests.traceability --write
 
 bench: $(STAMP)

@@ -1,0 +1,99 @@
+"""`laserctl console`: the operator console (Textual), docs/operator-guide.md."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import EXIT_OK, EXIT_USAGE
+
+
+@click.command(
+    epilog="Examples:\n\n  laserctl console     # the simulated fractional 1550 nm handpiece\n\n"
+    "  laserctl console --device /dev/ttyUSB0 --db clinic.db\n\n"
+    "  laserctl console --device sim:ndyag-1064 --profile ndyag-1064-thighs/alba\n\n"
+    "  laserctl console --training     # simulated handpieces, uncalibrated, nothing recorded\n\n"
+    "Keys: Esc (or F1) is the EMERGENCY STOP on every screen; e eyewear, a ARM, d or Space "
+    "DISARM, r reset, x end the session; in simulation f footswitch and 1-6 faults."
+)
+@click.option(
+    "--device",
+    "url",
+    default="sim:fractional-1550",
+    show_default=True,
+    help="Device URL to offer first (see laserctl --help); sim: URLs are for training.",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Shot log (default: laserctl.db in the user data directory).",
+)
+@click.option(
+    "--plan",
+    "plan_path",
+    default=None,
+    help="A treatment plan file (TOML or JSON) instead of a signed profile.",
+)
+@click.option(
+    "--profile",
+    default=None,
+    metavar="SELECTOR",
+    help="Preselect a profile: <profile id>/<rubra|alba>[/iv-vi].",
+)
+@click.option("--operator", default=None, help="The operator's name, logged with each session.")
+@click.option(
+    "--training",
+    is_flag=True,
+    help="Training on simulated handpieces only: no calibration needed, and a throwaway "
+    "shot log instead of the clinic's (nothing is recorded).",
+)
+@click.option(
+    "--reports",
+    "reports_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where session reports go (default: reports/ next to the shot log).",
+)
+def console(
+    url: str,
+    db_path: Path | None,
+    plan_path: str | None,
+    profile: str | None,
+    operator: str | None,
+    reports_dir: Path | None,
+    training: bool,
+) -> None:
+    """The operator console: connect, patient and profile, treatment, report, service.
+
+    The emergency stop is Esc (or F1) on every screen, and the red E-STOP button at the top.
+    """
+    from laserctl.plan import PlanError, load_plan
+
+    if plan_path and profile:
+        click.echo("laserctl console: --plan and --profile exclude each other", err=True)
+        sys.exit(EXIT_USAGE)
+    if training and (db_path or reports_dir):
+        click.echo("laserctl console: --training records nothing: no --db, no --reports", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        plan = load_plan(plan_path) if plan_path else None
+    except PlanError as exc:
+        click.echo(f"laserctl console: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+    from laserctl.console.app import ConsoleApp, ConsoleConfig
+    from laserctl.console.clinic import Clinic
+
+    app = ConsoleApp(
+        Clinic(db_path, reports_dir=reports_dir, training=training),
+        ConsoleConfig(device=url, plan=plan, profile=profile, operator=operator),
+    )
+    try:
+        app.run()
+    finally:
+        app.close_all()  # disarm and close the link whatever happened
+    sys.exit(EXIT_OK if app.return_code in (None, 0) else app.return_code)

@@ -1,0 +1,1 @@
+"""The console's screens: connect, patient and profile, treatment, report, service."""
