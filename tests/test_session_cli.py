@@ -168,6 +168,22 @@ def test_simulator_steps_against_a_real_handpiece_are_refused_before_anything_ru
     assert "nothing was run" in result.output
 
 
+@pytest.mark.req("SR-11")
+def test_a_real_handpiece_fires_only_in_a_logged_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(HelloInfo, "FLAG_SIMULATED", 0)
+    script = tmp_path / "s.txt"
+    script.write_text("confirm eyewear\narm\n")
+    db = str(tmp_path / "log.db")
+    result = CliRunner().invoke(
+        main,
+        ["session", "--device", "sim:fractional-1550", "--script", str(script), "--db", db],
+    )
+    assert result.exit_code == 2, result.output
+    assert "must log every shot (SR-11): give --patient and --area" in result.output
+
+
 @pytest.mark.req("SR-01")
 def test_a_real_handpiece_cannot_be_armed_until_calibration_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -187,6 +203,10 @@ def test_a_real_handpiece_cannot_be_armed_until_calibration_exists(
             "--json",
             "--db",
             db,
+            "--patient",
+            "P-0001",
+            "--area",
+            "abdomen",
         ],
     )
     assert result.exit_code == 0, result.output

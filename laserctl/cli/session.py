@@ -153,18 +153,18 @@ def session(
                 "training is for simulated handpieces only; nothing was run",
                 EXIT_USAGE,
             )
-        if patient is None and info is not None and not info.simulated:
-            _fail(
-                f"a session on a real handpiece {info.serial} must log every shot (SR-11): "
-                "give --patient and --area; nothing was run",
-                EXIT_USAGE,
-            )
         sim_steps = [s for s in steps if s.needs_simulator]
         if sim_steps and info is not None and not info.simulated:
             lines = ", ".join(str(s.line) for s in sim_steps)
             _fail(
                 f"{script_path}: simulator steps (lines {lines}) against a real handpiece "
                 f"{info.serial}; nothing was run",
+                EXIT_USAGE,
+            )
+        if patient is None and info is not None and not info.simulated:
+            _fail(
+                f"a session on a real handpiece {info.serial} must log every shot (SR-11): "
+                "give --patient and --area; nothing was run",
                 EXIT_USAGE,
             )
         results = [_run_step(runner, step) for step in steps]
