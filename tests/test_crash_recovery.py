@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,29 +25,6 @@ from tests.simcal import calibrate_simulator
 ROOT = Path(__file__).resolve().parent.parent
 LASERCTL = str(Path(sys.executable).with_name("laserctl"))
 PATIENT, AREA = "P-0100", "abdomen"
-
-
-@pytest.fixture
-def pty_sim() -> Iterator[str]:
-    # A pty, not `--listen tcp`: a host killed with unread bytes resets its TCP connection,
-    # and the TCP server does not survive a reset yet (drivers/sim/server.py).
-    proc = subprocess.Popen(
-        [LASERCTL, "sim", "--handpiece", "fractional-1550", "--listen", "pty"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("pty: "), line
-        yield line.removeprefix("pty: ")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - defensive
-            proc.kill()
-            proc.wait()
 
 
 def device_shot_counter(url: str) -> int:

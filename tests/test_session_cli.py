@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,27 +216,6 @@ def test_a_real_handpiece_cannot_be_armed_until_calibration_exists(
 
 
 # ---- against the simulator in its own process -------------------------------------------------
-@pytest.fixture
-def pty_sim() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [LASERCTL, "sim", "--handpiece", "fractional-1550", "--listen", "pty"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("pty: "), line
-        yield line.removeprefix("pty: ")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - defensive
-            proc.kill()
-            proc.wait()
-
-
 def run_session(device: str, script: str, tmp_path: Path, plan: str | None = None) -> Any:
     """The simulator is calibrated first (SR-14: no calibration, no arming)."""
     db = tmp_path / "log.db"

@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -219,27 +218,6 @@ def test_a_profile_changed_outside_the_service_workflow_refuses_the_session(
 
 
 # ---- a drifted handpiece, calibrated, then treated (SR-06, SR-14) ----------------------------
-@pytest.fixture
-def pty_sim() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [LASERCTL, "sim", "--handpiece", "fractional-1550", "--listen", "pty"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("pty: "), line
-        yield line.removeprefix("pty: ")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - defensive
-            proc.kill()
-            proc.wait()
-
-
 def run_session(url: str, db: Path, patient: str, tmp_path: Path) -> tuple[Any, list[Any]]:
     script = tmp_path / f"{patient}.txt"
     script.write_text("confirm eyewear\narm\nwait 1.1\npress 15\nrelease\n")
