@@ -13,13 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-from . import codec, logverify, roundtrip, startup
+from . import codec, logverify, pipeline, reaction, roundtrip, soak, startup
 
 SUITES = {
     "codec": codec.run,
     "logverify": logverify.run,
     "roundtrip": roundtrip.run,
     "startup": startup.run,
+    "pipeline": pipeline.run,
+    "reaction": reaction.run,
+    "soak": soak.run,
 }
 
 

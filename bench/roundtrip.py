@@ -1,5 +1,6 @@
 """Command round trip over a pty (GET_STATUS -> STATUS through the simulator's server loop),
-against a raw echo over the same kind of pty in the same run."""
+against a raw echo over the same kind of pty in the same run, the two sampled in alternating
+blocks so that a change in the machine's load hits both alike."""
 
 from __future__ import annotations
 
@@ -17,57 +18,74 @@ from drivers.protocol import GetStatus
 from drivers.sim.firmware import SimulatedHandpiece
 from drivers.sim.server import PtyServer
 
+BLOCK = 50
+
+
+class RawEcho:
+    """A pty whose master end echoes every byte at once: the floor of any round trip over a
+    pty between two threads."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = pty.openpty()
+        tty.setraw(self.master)
+        tty.setraw(self.slave)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._echo, daemon=True)
+        self._thread.start()
+
+    def _echo(self) -> None:
+        while not self._stop.is_set():
+            if select.select([self.master], [], [], 0.05)[0]:
+                os.write(self.master, os.read(self.master, 4096))
+
+    def sample(self, samples: int) -> list[float]:
+        times = []
+        frame = bytes(20) + b"\x00"
+        for _ in range(samples):
+            start = time.perf_counter()
+            os.write(self.slave, frame)
+            got = b""
+            while len(got) < len(frame):
+                got += os.read(self.slave, 4096)
+            times.append(time.perf_counter() - start)
+        return times
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        os.close(self.master)
+        os.close(self.slave)
+
 
 def _raw_echo(samples: int) -> list[float]:
-    master, slave = pty.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    stop = threading.Event()
-
-    def echo() -> None:
-        while not stop.is_set():
-            if select.select([master], [], [], 0.05)[0]:
-                os.write(master, os.read(master, 4096))
-
-    thread = threading.Thread(target=echo, daemon=True)
-    thread.start()
-    times = []
-    frame = bytes(20) + b"\x00"
-    for _ in range(samples):
-        start = time.perf_counter()
-        os.write(slave, frame)
-        got = b""
-        while len(got) < len(frame):
-            got += os.read(slave, 4096)
-        times.append(time.perf_counter() - start)
-    stop.set()
-    thread.join()
-    os.close(master)
-    os.close(slave)
-    return times
-
-
-def _command_round_trip(samples: int) -> list[float]:
-    server = PtyServer(SimulatedHandpiece("fractional-1550", now=time.monotonic()))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    times = []
+    echo = RawEcho()
     try:
-        with HandpieceConnection(server.path, reconnect=False) as conn:
-            for _ in range(samples):
-                start = time.perf_counter()
-                conn.call(GetStatus())
-                times.append(time.perf_counter() - start)
+        return echo.sample(samples)
     finally:
-        server.close()
-        thread.join(timeout=2)
-    return times
+        echo.close()
 
 
 def run(*, quick: bool = False) -> list[dict[str, Any]]:
     samples = 50 if quick else 2_000
-    raw = _raw_echo(samples)
-    cmd = _command_round_trip(samples)
+    server = PtyServer(SimulatedHandpiece("fractional-1550", now=time.monotonic()))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    echo = RawEcho()
+    raw: list[float] = []
+    cmd: list[float] = []
+    try:
+        with HandpieceConnection(server.path, reconnect=False) as conn:
+            while len(cmd) < samples:
+                block = min(BLOCK, samples - len(cmd))
+                raw += echo.sample(block)
+                for _ in range(block):
+                    start = time.perf_counter()
+                    conn.call(GetStatus())
+                    cmd.append(time.perf_counter() - start)
+    finally:
+        echo.close()
+        server.close()
+        thread.join(timeout=2)
     out = []
     for label, q in (("p50", 0.5), ("p99", 0.99)):
         value = statistics.quantiles(cmd, n=100)[int(q * 100) - 1] * 1e3

@@ -14,6 +14,7 @@ import pytest
 from .conftest import SimProcess, run_laserctl
 
 
+@pytest.mark.hardware_safe
 def test_identify_json_names_the_handpiece(device_url: str) -> None:
     result = run_laserctl("identify", "--device", device_url, "--json")
     assert result.returncode == 0, result.stderr

@@ -153,8 +153,13 @@ class TcpServer:
         self.stop = threading.Event()
 
     def serve_forever(self) -> None:
-        self.listener.settimeout(0.1)
         while not self.stop.is_set():
+            # Between hosts the handpiece runs on (pulses, its watchdog), as the pty server's
+            # does; what it sends meanwhile reaches no one, as on a pulled cable.
+            now = time.monotonic()
+            self.sim.tick(now)
+            self.sim.output(now)
+            self.listener.settimeout(min(0.1, max(0.001, self.sim.next_deadline() - now)))
             try:
                 conn, _ = self.listener.accept()
             except TimeoutError:
