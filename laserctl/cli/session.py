@@ -181,6 +181,8 @@ def session(
     if log is not None:
         report["session_id"] = log.session_id
         report["shots_logged"] = log.shots_logged
+        if log.error:
+            report["log_error"] = log.error
     report["training"] = training
     if plan is not None and plan.extra:
         report["profile"] = dict(plan.extra)
@@ -197,6 +199,9 @@ def session(
         click.echo(json.dumps(report, sort_keys=True))
     else:
         _print_summary(report)
+    if report.get("log_error"):
+        click.echo(f"laserctl session: the shot log failed: {report['log_error']}", err=True)
+        sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)
 
 
@@ -403,15 +408,26 @@ class _Log:
         self.controller, self.runner, self.session_id = controller, runner, session_id
         self.events_file = events_file
         self.shots_logged = 0
+        self.error = ""  # why the shot log failed (a full disk, a read-only file), or ""
 
     def close(self, report: dict[str, Any] | None) -> None:
+        """Close the log; a failed shot log is reported in the summary, never as a traceback
+        (what was stored before the failure stays intact: the store commits whole batches)."""
+        from laserctl.records import RecordError
+
         try:
             self.writer.flush()
+        except RecordError as exc:
+            self.error = str(exc)
         finally:
             self.writer.close()
         summary = {"final_state": report["final_state"]} if report else {"final_state": "?"}
-        self.shots_logged = self.store.end_session(self.session_id, summary)
-        self.store.close()
+        try:
+            self.shots_logged = self.store.end_session(self.session_id, summary)
+        except RecordError as exc:
+            self.error = self.error or str(exc)
+        finally:
+            self.store.close()
         if self.events_file is not None:
             self.events_file.close()
 
