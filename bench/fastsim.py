@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from drivers.host import HandpieceConnection, Notification
+from drivers.host import CommandError, HandpieceConnection, Notification
 from drivers.protocol import Param
 from drivers.sim.firmware import SimulatedHandpiece
 from drivers.sim.server import InProcessServer
@@ -149,6 +149,17 @@ class Pipeline:
         if self.runner.wait_for(done, timeout) is None:
             raise RuntimeError(f"bench pipeline: not {what}: {self.runner.snapshot}")
 
+    def _release(self) -> None:
+        """Footswitch up. A loaded machine may leave the host behind a device that fires on:
+        the answer can then take longer than a command's retries, so ask again."""
+        for attempt in range(5):
+            try:
+                self.runner.sim_control("release", timeout=2.0)
+                return
+            except CommandError:
+                if attempt == 4:
+                    raise
+
     def burst(self, shots: int, timeout: float) -> tuple[int, float]:
         """Arm if need be, hold the footswitch until the device has fired `shots` more, and
         wait until every shot is acknowledged, i.e. durable; returns the shots fired and the
@@ -167,7 +178,7 @@ class Pipeline:
             # Read without a lock: an int and a deque's length, good enough to poll.
             fired = sim.shot_no
             if fired >= target and not released:
-                self.runner.sim_control("release")
+                self._release()
                 released = True
             if released and not sim.unacked:
                 break
