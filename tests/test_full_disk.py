@@ -18,7 +18,6 @@ from drivers.sim import SimulatedHandpiece
 from laserctl.controller.core import Controller
 from laserctl.controller.events import ConfirmEyewear, Connect, RequestArm
 from laserctl.controller.runner import ControllerRunner
-from laserctl.controller.shots import ShotRecord
 from laserctl.controller.table import State
 from laserctl.plan import FRACTIONAL_CONSERVATIVE, ParamWindow
 from laserctl.records import (
@@ -30,32 +29,14 @@ from laserctl.records import (
     open_store,
 )
 
+from .shots import shot
+
 CONTEXT = ShotContext("FR-00001", "fractional-1550", "1.4.0", "plan", "00" * 32, ())
 PLAN = dataclasses.replace(
     FRACTIONAL_CONSERVATIVE,
     ready_delay_s=0.05,
     windows={**FRACTIONAL_CONSERVATIVE.windows, Param.REP_RATE_HZ: ParamWindow(1.0, 15.0, 15.0)},
 )
-
-
-def shot(sid: str, n: int) -> ShotRecord:
-    return ShotRecord(
-        sid,
-        "plan",
-        "abdomen",
-        1,
-        n,
-        n,
-        Param.ENERGY_MJ,
-        12.0,
-        12.0,
-        1800,
-        ((Param.ENERGY_MJ, 12.0),),
-        False,
-        True,
-        0.5,
-        0.0,
-    )
 
 
 def limit_to_current_size(store: RecordStore) -> None:

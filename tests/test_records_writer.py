@@ -7,32 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers.protocol import Param
-from laserctl.controller.shots import ShotRecord
 from laserctl.records import RecordError, RecordStore, ShotContext, StoreFull, open_store
 from laserctl.records.writer import GroupCommitWriter
 
+from .shots import shot
+
 CONTEXT = ShotContext("FR-00001", "fractional-1550", "1.4.0", "plan", "11" * 32, ())
-
-
-def shot(sid: str, n: int) -> ShotRecord:
-    return ShotRecord(
-        sid,
-        "plan",
-        "abdomen",
-        1,
-        n,
-        n,
-        Param.ENERGY_MJ,
-        12.0,
-        12.0,
-        1800,
-        ((Param.ENERGY_MJ, 12.0),),
-        False,
-        True,
-        0.5,
-        0.0,
-    )
 
 
 @pytest.fixture
