@@ -140,13 +140,7 @@ def test_cable_pulled_both_ends_give_up_after_250_ms(timed_dut: Dut, tmp_path: P
     assert len(stored_shots(db)) == last - first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HostLink sends its heartbeat when 100 ms have passed since the last frame "
-    "(drivers/protocol/link.py HEARTBEAT_INTERVAL = 0.100), so the gap is 100 ms plus the "
-    "reader's wake-up: SR-09's 'at least every 100 ms' is missed by ~0.1-2 ms. The device "
-    "tolerates 250 ms, so the watchdog never trips; the interval needs a margin (e.g. 80 ms).",
-)
+@pytest.mark.req("SR-09")
 def test_host_sends_a_frame_at_least_every_100_ms(timed_dut: Dut, tmp_path: Path) -> None:
     dut = timed_dut
     db = tmp_path / "log.db"

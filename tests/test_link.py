@@ -55,7 +55,13 @@ from drivers.protocol import (
     encode_frame,
 )
 from drivers.protocol.framing import Frame
-from drivers.protocol.link import HEARTBEAT_INTERVAL, LINK_TIMEOUT, MAX_ATTEMPTS, RETRY_TIMEOUT
+from drivers.protocol.link import (
+    HEARTBEAT_INTERVAL,
+    LINK_TIMEOUT,
+    MAX_ATTEMPTS,
+    RETRY_TIMEOUT,
+    SR09_MAX_GAP,
+)
 
 BODY = StatusBody(1, 0xBF, 0xBF, 0, 0, 0, 0, 0, 25_000, 0, 1, 0)
 HELLO_INFO = HelloInfo(1, HandpieceType.FRACTIONAL_1550, 1, 1550, 0x5EED, 0xBF, "FX-1", "t", ())
@@ -409,7 +415,8 @@ def test_priority_commands_fail_only_once_the_link_is_declared_lost(command: Com
 
 # ---- heartbeat and link silence (SR-09) ----------------------------------------------------------
 @pytest.mark.req("SR-09")
-def test_a_heartbeat_goes_out_after_100_ms_idle() -> None:
+def test_a_heartbeat_goes_out_after_80_ms_idle() -> None:
+    assert SR09_MAX_GAP - HEARTBEAT_INTERVAL >= 0.010  # a margin for a late wake-up
     bench = Bench(heartbeat=HEARTBEAT_INTERVAL)
     assert bench.host.next_deadline() <= HEARTBEAT_INTERVAL
     bench.tick(HEARTBEAT_INTERVAL - 0.001)
@@ -428,9 +435,9 @@ def test_any_frame_written_postpones_the_heartbeat() -> None:
     bench.tick(0.060)
     bench.send(GetStatus())
     bench.round_trip()  # written at 60 ms
-    bench.tick(0.159)
+    bench.tick(0.060 + HEARTBEAT_INTERVAL - 0.001)
     assert bench.host_writes() == b""
-    bench.tick(0.160)
+    bench.tick(0.060 + HEARTBEAT_INTERVAL)
     assert [command for _, command in commands_in(bench.host_writes())] == [Heartbeat()]
 
 
@@ -461,7 +468,7 @@ def test_the_host_writes_at_least_every_100_ms(device_answers: bool) -> None:
         pytest.fail("next_deadline() did not advance")
     gaps = [b - a for a, b in itertools.pairwise(writes)]
     assert len(writes) >= 20
-    assert max(gaps) <= HEARTBEAT_INTERVAL + 1e-9
+    assert max(gaps) <= HEARTBEAT_INTERVAL + 1e-9 < SR09_MAX_GAP
 
 
 @pytest.mark.req("SR-09")
