@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import ClassVar, Self, cast
 
 from .constants import Param
 from .framing import MalformedPayload, UnknownMessage
@@ -50,7 +50,12 @@ class _Reader:
 
     def pairs(self, fmt: struct.Struct, field: str) -> tuple[tuple[int, ...], ...]:
         (n,) = self.take(U8, field)
-        return tuple(self.take(fmt, field) for _ in range(n))
+        end = self.pos + n * fmt.size
+        if end > len(self.data):
+            raise MalformedPayload(f"{self.name}: payload ends inside field {field!r}")
+        values = tuple(fmt.iter_unpack(self.data[self.pos : end]))
+        self.pos = end
+        return values
 
     def done(self) -> None:
         if self.pos != len(self.data):
@@ -413,7 +418,7 @@ class Shot(Event):
             set_milli,
             measured,
             pulse_us,
-            tuple((int(p), int(v)) for p, v in params),
+            cast(ParamValues, params),  # pairs of ints, as PARAM unpacks them
         )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -224,10 +224,16 @@ class Controller:
         self.calibrated: Calibration | None = None  # the set-point mapping in use (SR-14)
         self._targets: dict[int, int] = {}  # drive value sent -> the dose target it stands for
         self._targets_of: object = None  # the calibration those drive values were made with
+        # Per-pulse fluence of the parameter sets seen (a burst repeats one), and the plan
+        # and handpiece they were worked out for.
+        self._fluence: dict[tuple[object, ...], float] = {}
+        self._fluence_of: object = None
         self._sent_with: object = _NOTHING_SENT  # the calibration of the last SET_PARAMS
         self.count_recovered = False  # a resumed session: re-read shots are this session's
         self.status: StatusBody | None = None
         self.eyewear = False
+        self._readings_of: InterlockInputs | None = None  # what _readings_cache was read from
+        self._readings_cache: Mapping[InterlockId, Reading] = {}
         # parameters and arming
         self.params: dict[Param, float] = dict(plan.defaults()) if plan else {}
         self._requested: dict[Param, float] | None = None
@@ -475,22 +481,26 @@ class Controller:
         if self.connected and (force or self._disarm_token is None):
             self._disarm_token = self._send(Disarm())
 
-    def _readings(self) -> dict[InterlockId, Reading]:
+    def _readings(self) -> Mapping[InterlockId, Reading]:
+        """Every interlock's reading, computed again only when one of its inputs changed (a
+        burst of shots changes none of them). Read-only: copy it to change a reading."""
         device = self.device
-        return read_all(
-            InterlockInputs(
-                handpiece=device.handpiece if device else None,
-                device_inputs=device.interlocks if device else frozenset(),
-                status=self.status,
-                identity_ok=None if device is None else not self.identity_problem,
-                calibration_ok=None if device is None else not self.calibration_problem,
-                link_alive=self.connected and self.link_alive,
-                eyewear=self.eyewear,
-            )
+        inputs = InterlockInputs(
+            handpiece=device.handpiece if device else None,
+            device_inputs=device.interlocks if device else frozenset(),
+            status=self.status,
+            identity_ok=None if device is None else not self.identity_problem,
+            calibration_ok=None if device is None else not self.calibration_problem,
+            link_alive=self.connected and self.link_alive,
+            eyewear=self.eyewear,
         )
+        if inputs != self._readings_of:
+            self._readings_cache = read_all(inputs)
+            self._readings_of = inputs
+        return self._readings_cache
 
     def _interlock_reason(
-        self, ids: Sequence[InterlockId], readings: dict[InterlockId, Reading]
+        self, ids: Sequence[InterlockId], readings: Mapping[InterlockId, Reading]
     ) -> str:
         parts = []
         for ident in ids:
@@ -995,7 +1005,7 @@ class Controller:
             self._interlock_opened(opened, readings)
 
     def _interlock_opened(
-        self, opened: list[InterlockId], readings: dict[InterlockId, Reading]
+        self, opened: list[InterlockId], readings: Mapping[InterlockId, Reading]
     ) -> None:
         self._disarm_now()
         effect = worst_effect(opened)
@@ -1110,14 +1120,20 @@ class Controller:
         (never down) by measured/target. A parameter missing from the record counts at the
         plan's maximum."""
         assert self.plan is not None
-        params = {p: w.max for p, w in self.plan.windows.items()}
-        for code, value in shot.params:
-            with contextlib.suppress(ValueError):
-                params[Param(code)] = value / 1000.0
-        with contextlib.suppress(ValueError):
-            params[Param(shot.dose_param)] = target_milli / 1000.0
         handpiece = self.device.handpiece if self.device else self.plan.handpiece
-        base = fluence_per_pulse(handpiece, params)
+        if self._fluence_of != (self.plan, handpiece) or len(self._fluence) >= 256:
+            self._fluence.clear()  # another plan or handpiece: other per-pulse figures
+            self._fluence_of = (self.plan, handpiece)
+        key = (shot.params, shot.dose_param, target_milli)
+        base = self._fluence.get(key)
+        if base is None:
+            params = {p: w.max for p, w in self.plan.windows.items()}
+            for code, value in shot.params:
+                with contextlib.suppress(ValueError):
+                    params[Param(code)] = value / 1000.0
+            with contextlib.suppress(ValueError):
+                params[Param(shot.dose_param)] = target_milli / 1000.0
+            base = self._fluence[key] = fluence_per_pulse(handpiece, params)
         scale = shot.measured_milli / target_milli if target_milli > 0 else 1.0
         return base * max(1.0, scale) if math.isfinite(scale) else base
 
@@ -1207,7 +1223,7 @@ class Controller:
             self._fire("inactivity")
 
     # ---- outside view -----------------------------------------------------------------------
-    def readings(self) -> dict[InterlockId, Reading]:
+    def readings(self) -> Mapping[InterlockId, Reading]:
         return self._readings()
 
     def snapshot(self, seq: int = 0) -> Snapshot:

@@ -7,6 +7,7 @@ shot up to it (SR-11).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -53,8 +54,8 @@ class ShotRecord:
     ) -> ShotRecord:
         """`target_milli`: the treatment dose the shot's set value (a calibrated drive value)
         stands for; None when the set value is the treatment value itself."""
-        dose = Param(shot.dose_param)
         target = shot.set_milli if target_milli is None else target_milli
+        dose, params = _treatment_params(shot.params, shot.dose_param, target)
         return cls(
             session=session,
             plan_id=plan_id,
@@ -66,11 +67,7 @@ class ShotRecord:
             set_value=target / 1000.0,
             measured_value=shot.measured_milli / 1000.0,
             pulse_us=shot.pulse_us,
-            params=tuple(
-                (Param(p), (target if p == dose else v) / 1000.0)
-                for p, v in shot.params
-                if p in Param._value2member_map_
-            ),
+            params=params,
             replayed=bool(shot.flags & Shot.FLAG_REPLAY),
             counted=counted,
             fluence_j_cm2=fluence_j_cm2,
@@ -78,6 +75,20 @@ class ShotRecord:
             drive_value=shot.set_milli / 1000.0,
             calibration=calibration,
         )
+
+
+@functools.lru_cache(maxsize=256)  # a burst repeats one parameter set
+def _treatment_params(
+    params: tuple[tuple[int, int], ...], dose_param: int, target_milli: int
+) -> tuple[Param, tuple[tuple[Param, float], ...]]:
+    """The dose parameter and the treatment values of a SHOT record's parameters (the dose at
+    its target); codes this host does not know are left out."""
+    dose = Param(dose_param)
+    return dose, tuple(
+        (Param(p), (target_milli if p == dose else v) / 1000.0)
+        for p, v in params
+        if p in Param._value2member_map_
+    )
 
 
 class ShotStore(Protocol):

@@ -60,6 +60,14 @@ def profile_hash(plan: TreatmentPlan) -> str:
 def controller_context(controller: ControllerView) -> ContextSource:
     """A context source reading the controller when called (on its owner thread)."""
     cache: list[tuple[TreatmentPlan, str]] = []  # the plan last hashed, and its hash
+    # The readings last seen and their text: the controller hands out the same mapping until
+    # an input changes, so a burst of shots converts them once.
+    seen: list[tuple[Mapping[Any, Any], tuple[tuple[str, str], ...]]] = []
+
+    def interlocks(readings: Mapping[Any, Any]) -> tuple[tuple[str, str], ...]:
+        if not seen or seen[0][0] is not readings:
+            seen[:] = [(readings, tuple((str(k), str(v)) for k, v in readings.items()))]
+        return seen[0][1]
 
     def read() -> ShotContext:
         device = controller.device
@@ -75,7 +83,7 @@ def controller_context(controller: ControllerView) -> ContextSource:
             firmware=device.firmware,
             profile_id=plan_id,
             profile_hash=digest,
-            interlocks=tuple((str(k), str(v)) for k, v in controller.readings().items()),
+            interlocks=interlocks(controller.readings()),
         )
 
     return read

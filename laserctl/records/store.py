@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import re
 import sqlite3
@@ -25,6 +26,8 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from . import chain, courses
 from .context import ContextSource, ShotContext
@@ -71,15 +74,31 @@ def check_area(area: str) -> str:
     return name
 
 
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def _dumps(value: object) -> str:
-    return json.dumps(
-        value,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-        allow_nan=False,
-        default=str,
-    )
+    """A record's body as stored and hashed: compact JSON, keys sorted, UTF-8. NaN and
+    infinity are refused (JSON has no such numbers; orjson would write null)."""
+    _check_finite(value)
+    return orjson.dumps(value, option=_JSON_OPTIONS, default=str).decode()
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _check_finite(value: object) -> None:
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} in a shot log record: only finite numbers are stored")
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            if type(item) not in _PLAIN:
+                _check_finite(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if type(item) not in _PLAIN:
+                _check_finite(item)
 
 
 # ---- values crossing the API -------------------------------------------------------------------

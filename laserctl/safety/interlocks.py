@@ -7,6 +7,7 @@ this one do when it opens". docs/controller.md prints the same table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -233,7 +234,7 @@ def read_all(inputs: InterlockInputs) -> dict[InterlockId, Reading]:
     return {spec.id: read(spec, inputs) for spec in INTERLOCKS if applies(spec, inputs)}
 
 
-def not_closed(readings: dict[InterlockId, Reading]) -> list[InterlockId]:
+def not_closed(readings: Mapping[InterlockId, Reading]) -> list[InterlockId]:
     """Open or unknown (SR-01: unknown counts as open), in table order."""
     return [ident for ident, reading in readings.items() if reading is not Reading.CLOSED]
 
