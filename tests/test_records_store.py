@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 from pathlib import Path
 
@@ -257,3 +258,18 @@ def test_an_interrupted_session_is_resumed_the_same_day_with_its_dose(
 def test_unknown_sessions_are_named(store: RecordStore) -> None:
     with pytest.raises(UnknownRecord, match="no session S-nope"):
         store.session("S-nope")
+
+
+@pytest.mark.req("SR-11")
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_number_is_refused_with_the_database_named_and_nothing_stored(
+    store: RecordStore, bad: float
+) -> None:
+    sid = begin(store)
+    store.record(shot(sid, 1))
+    with pytest.raises(RecordError, match=r"log\.db: a shots record not stored: .*only finite"):
+        store.record_many([shot(sid, 2), shot(sid, 3, measured=bad)])
+    with pytest.raises(RecordError, match=r"a events record not stored: .*only finite"):
+        store.log_event("note", "a reading", data={"nested": [1, {"value": bad}]})
+    assert store.shots_logged(sid) == 1  # the whole batch refused, the earlier shot kept
+    assert store.verify().ok

@@ -116,6 +116,9 @@ class SimulatedHandpiece:
         self.self_tested = False  # a self test passed since power-up or the last e-stop reset
         self.fault = FaultCode.NONE
         self.params: dict[Param, int] = {}
+        # The model and parameters of the last pulse, and what follows from them: the SHOT
+        # record's params, pulse duration, heat per pulse (a burst fires one parameter set).
+        self._pulse_of: tuple[object, tuple[tuple[int, int], ...], float, float] | None = None
         self.grant = 0
         self.ready_at = now
         self.next_pulse = now
@@ -210,7 +213,16 @@ class SimulatedHandpiece:
         dose = self.model.dose_param
         set_milli = self.params[dose]
         delivered = self.energy.deliver(set_milli / 1000.0)
-        values = {p: v / 1000.0 for p, v in self.params.items()}
+        key = (self.model, tuple(self.params.items()))
+        if self._pulse_of is None or self._pulse_of[0] != key:
+            values = {p: v / 1000.0 for p, v in key[1]}
+            self._pulse_of = (
+                key,
+                tuple(sorted((int(p), v) for p, v in key[1])),
+                self.model.pulse_us(values),
+                self.model.heat_per_pulse_c(values),
+            )
+        _, params, pulse_us, heat_c = self._pulse_of
         self.shot_no += 1
         self.grant -= 1
         shot = Shot(
@@ -221,14 +233,14 @@ class SimulatedHandpiece:
             dose_param=dose,
             set_milli=set_milli,
             measured_milli=round(delivered * 1000),
-            pulse_us=round(self.model.pulse_us(values) * (1 + self.rng.gauss(0, 0.01))),
-            params=tuple(sorted((int(p), v) for p, v in self.params.items())),
+            pulse_us=round(pulse_us * (1 + self.rng.gauss(0, 0.01))),
+            params=params,
         )
         self.unacked.append(shot)
         self.link.emit(shot)
         if not self.link_up:
             self.link.discard_output()  # lost on the pulled cable; the record stays in the buffer
-        self.thermal.pulse(self.model.heat_per_pulse_c(values))
+        self.thermal.pulse(heat_c)
         deviation = delivered / (set_milli / 1000.0) - 1.0
         if abs(deviation) > ENERGY_FAULT:
             self._stop(DeviceState.FAULT, FaultCode.ENERGY_DEVIATION)

@@ -60,30 +60,29 @@ def profile_hash(plan: TreatmentPlan) -> str:
 def controller_context(controller: ControllerView) -> ContextSource:
     """A context source reading the controller when called (on its owner thread)."""
     cache: list[tuple[TreatmentPlan, str]] = []  # the plan last hashed, and its hash
-    # The readings last seen and their text: the controller hands out the same mapping until
-    # an input changes, so a burst of shots converts them once.
-    seen: list[tuple[Mapping[Any, Any], tuple[tuple[str, str], ...]]] = []
-
-    def interlocks(readings: Mapping[Any, Any]) -> tuple[tuple[str, str], ...]:
-        if not seen or seen[0][0] is not readings:
-            seen[:] = [(readings, tuple((str(k), str(v)) for k, v in readings.items()))]
-        return seen[0][1]
+    # The context last made and what it was made from: the controller hands out the same
+    # device, plan and readings mapping until one changes, so a burst of shots shares one.
+    last: list[tuple[object, object, object, ShotContext]] = []
 
     def read() -> ShotContext:
         device = controller.device
         plan = controller.plan
+        readings = controller.readings()
+        if last and last[0][0] is device and last[0][1] is plan and last[0][2] is readings:
+            return last[0][3]
         if device is None or plan is None:
             raise ValueError("a shot before the handpiece was identified and a plan chosen")
         if not cache or cache[0][0] is not plan:
             cache[:] = [(plan, profile_hash(plan))]
-        plan_id, digest = plan.plan_id, cache[0][1]
-        return ShotContext(
+        context = ShotContext(
             serial=device.serial,
             handpiece=device.handpiece.slug,
             firmware=device.firmware,
-            profile_id=plan_id,
-            profile_hash=digest,
-            interlocks=interlocks(controller.readings()),
+            profile_id=plan.plan_id,
+            profile_hash=cache[0][1],
+            interlocks=tuple((str(k), str(v)) for k, v in readings.items()),
         )
+        last[:] = [(device, plan, readings, context)]
+        return context
 
     return read

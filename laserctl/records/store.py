@@ -88,17 +88,22 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _check_finite(value: object) -> None:
-    if type(value) is float:
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} in a shot log record: only finite numbers are stored")
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            if type(item) not in _PLAIN:
-                _check_finite(item)
+    items: Iterable[object]
+    if type(value) is dict or isinstance(value, Mapping):
+        items = value.values()
     elif isinstance(value, list | tuple):
-        for item in value:
-            if type(item) not in _PLAIN:
-                _check_finite(item)
+        items = value
+    elif type(value) is float:
+        items = (value,)
+    else:
+        return
+    for item in items:
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                raise ValueError(f"{item!r} in a shot log record: only finite numbers are stored")
+        elif kind not in _PLAIN:
+            _check_finite(item)
 
 
 # ---- values crossing the API -------------------------------------------------------------------
@@ -177,6 +182,8 @@ class _Txn:
     heads: dict[str, _Head] = field(default_factory=dict)
     contexts: dict[tuple[str, Hashable], int] = field(default_factory=dict)
     bound: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # (shot params, shot context) -> the ids of their context rows, for this transaction
+    shot_refs: dict[tuple[Hashable, ShotContext], dict[str, int]] = field(default_factory=dict)
     new_shots: int = 0
 
     def append(self, table: str, body: Mapping[str, object]) -> int:
@@ -191,7 +198,12 @@ class _Txn:
         index already holds is skipped (SQLite undoes the statement, not the transaction) and
         None returned."""
         head = self.heads.get(table) or self.store._head(table)
-        text = _dumps(body)
+        try:
+            text = _dumps(body)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(
+                f"shot log {self.store.path}: a {table} record not stored: {exc}"
+            ) from None
         row_id = head.last_id + 1
         digest = chain.link(head.hash, text)
         try:
@@ -805,6 +817,26 @@ class RecordStore:
             owner = self._owner_of_recovered(info, ctx.serial, shot.shot_no) or info
         set_value, measured = shot.set_value, shot.measured_value
         deviation = (measured / set_value - 1.0) * 100.0 if set_value > 0 else None
+        refs = txn.shot_refs.get((shot.params, ctx))
+        if refs is None:  # a burst shares these: worked out once a transaction
+            refs = txn.shot_refs[shot.params, ctx] = {
+                "params": txn.context(
+                    "params", shot.params, lambda: {p.field_name: v for p, v in shot.params}
+                ),
+                "profile": txn.context(
+                    "profile",
+                    (ctx.profile_id, ctx.profile_hash),
+                    lambda: {"id": ctx.profile_id, "hash": ctx.profile_hash},
+                ),
+                "handpiece": txn.context(
+                    "handpiece",
+                    (ctx.serial, ctx.handpiece, ctx.firmware),
+                    lambda: {"serial": ctx.serial, "type": ctx.handpiece, "firmware": ctx.firmware},
+                ),
+                "interlocks": txn.context(
+                    "interlocks", ctx.interlocks, lambda: dict(ctx.interlocks)
+                ),
+            }
         stored = txn.append_once(
             "shots",
             {
@@ -822,22 +854,7 @@ class RecordStore:
                 "measured": measured,
                 "deviation_pct": None if deviation is None else round(deviation, 3),
                 "pulse_us": shot.pulse_us,
-                "params": txn.context(
-                    "params", shot.params, lambda: {p.field_name: v for p, v in shot.params}
-                ),
-                "profile": txn.context(
-                    "profile",
-                    (ctx.profile_id, ctx.profile_hash),
-                    lambda: {"id": ctx.profile_id, "hash": ctx.profile_hash},
-                ),
-                "handpiece": txn.context(
-                    "handpiece",
-                    (ctx.serial, ctx.handpiece, ctx.firmware),
-                    lambda: {"serial": ctx.serial, "type": ctx.handpiece, "firmware": ctx.firmware},
-                ),
-                "interlocks": txn.context(
-                    "interlocks", ctx.interlocks, lambda: dict(ctx.interlocks)
-                ),
+                **refs,
                 "replayed": shot.replayed,
                 "counted": shot.counted,
                 "recovered": not shot.counted,
