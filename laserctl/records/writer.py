@@ -12,6 +12,7 @@ stores nothing more, and every later submit raises the same error (the controlle
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -38,7 +39,13 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         self.commits = 0
         self.failed: RecordError | None = None
-        self._queue: list[tuple[int, StagedShot | StagedEvent]] = []
+        # Submitters take a ticket and queue under _lock (tickets go in queue order); the
+        # writer thread blocks on the queue (a C SimpleQueue: a few us a shot cheaper than a
+        # Condition-guarded list). _cond only tells waiters that _durable moved.
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[int, StagedShot | StagedEvent] | None] = (
+            queue.SimpleQueue()
+        )
         self._ticket = 0
         self._durable = 0
         self._closing = False
@@ -64,14 +71,13 @@ class GroupCommitWriter:
         return self._submit(staged)
 
     def _submit(self, item: StagedShot | StagedEvent) -> int:
-        with self._cond:
+        with self._lock:
             if self.failed is not None:
                 raise self.failed
             if self._closing:
                 raise RecordError(f"shot log {self.store.path}: the writer is closed")
             self._ticket += 1
-            self._queue.append((self._ticket, item))
-            self._cond.notify_all()
+            self._queue.put((self._ticket, item))
             return self._ticket
 
     @property
@@ -103,22 +109,31 @@ class GroupCommitWriter:
 
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the thread."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
+        with self._lock:
+            if not self._closing:
+                self._closing = True
+                self._queue.put(None)  # after everything submitted
         self._thread.join(timeout)
 
     # ---- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._queue) or self._closing)
-                if not self._queue:
-                    return  # closing, nothing left
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-            shots = [item for _, item in batch if isinstance(item, StagedShot)]
-            events = [item for _, item in batch if isinstance(item, StagedEvent)]
+        closing = False
+        while not closing:
+            batch: list[tuple[int, StagedShot | StagedEvent]] = []
+            item = self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= self.max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            closing = item is None
+            if not batch:
+                continue
+            shots = [staged for _, staged in batch if isinstance(staged, StagedShot)]
+            events = [staged for _, staged in batch if isinstance(staged, StagedEvent)]
             try:
                 self.store.write(shots, events)
             except Exception as exc:  # never die silently: report it, and stay failed
@@ -127,9 +142,9 @@ class GroupCommitWriter:
                     if isinstance(exc, RecordError)
                     else RecordError(f"shot log {self.store.path}: {type(exc).__name__}: {exc}")
                 )
+                with self._lock:
+                    self.failed = error  # later submits raise it; what is queued is dropped
                 with self._cond:
-                    self.failed = error
-                    self._queue.clear()
                     self._cond.notify_all()
                 if self.on_error is not None:
                     self.on_error(error)
