@@ -4,8 +4,8 @@ its own (RecordStore.record, one transaction and fsync per shot) before acknowle
 
 The chain and the simulator's bench-only overrides are in bench/fastsim.py. The figure is the
 shots of one burst (the device's grant) divided by the time from the footswitch press to the
-device holding no unacknowledged shot. Full run: 20,000 shots (naive: 2,000); --quick:
-3,000 (300).
+device holding no unacknowledged shot. Full run: 20,000 shots (naive: 2,000), best of three
+runs of each, alternating; --quick: one run of 3,000 (300).
 """
 
 from __future__ import annotations
@@ -46,8 +46,16 @@ def _durable_rate(shots: int, *, group_commit: bool) -> tuple[float, int]:
 def run(*, quick: bool = False) -> list[dict[str, Any]]:
     shots = 3_000 if quick else 20_000
     naive_shots = shots // 10
-    value, commits = _durable_rate(shots, group_commit=True)
-    baseline, _ = _durable_rate(naive_shots, group_commit=False)
+    repeats = 1 if quick else 3
+    # Best of `repeats`, alternating the two, for each: the machine is shared, and a run that
+    # another process slowed down says nothing about the pipeline.
+    grouped: list[tuple[float, int]] = []
+    naive: list[float] = []
+    for _ in range(repeats):
+        grouped.append(_durable_rate(shots, group_commit=True))
+        naive.append(_durable_rate(naive_shots, group_commit=False)[0])
+    value, commits = max(grouped)
+    baseline = max(naive)
     return [
         {
             "name": f"end-to-end durable shots/s ({shots} shots, group commit)",
@@ -58,5 +66,7 @@ def run(*, quick: bool = False) -> list[dict[str, Any]]:
             "ratio": value / baseline,
             "target": ">= 10000 shots/s",
             "commits": commits,
+            "runs": [round(rate) for rate, _ in grouped],
+            "baseline_runs": [round(rate) for rate in naive],
         }
     ]

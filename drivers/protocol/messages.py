@@ -8,6 +8,7 @@ examples there are checked against this module by tests/test_protocol_examples.p
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import ClassVar, Self, cast
@@ -70,6 +71,7 @@ def _text(value: str) -> bytes:
     return U8.pack(len(raw)) + raw
 
 
+@functools.lru_cache(maxsize=64)  # a burst of SHOT records repeats one parameter set
 def _pairs(fmt: struct.Struct, items: tuple[tuple[int, ...], ...]) -> bytes:
     if len(items) > 255:
         raise ValueError(f"{len(items)} entries exceed 255")

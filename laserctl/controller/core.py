@@ -232,7 +232,7 @@ class Controller:
         self.count_recovered = False  # a resumed session: re-read shots are this session's
         self.status: StatusBody | None = None
         self.eyewear = False
-        self._readings_of: InterlockInputs | None = None  # what _readings_cache was read from
+        self._readings_of: tuple[object, ...] | None = None  # what _readings_cache came from
         self._readings_cache: Mapping[InterlockId, Reading] = {}
         # parameters and arming
         self.params: dict[Param, float] = dict(plan.defaults()) if plan else {}
@@ -485,18 +485,27 @@ class Controller:
         """Every interlock's reading, computed again only when one of its inputs changed (a
         burst of shots changes none of them). Read-only: copy it to change a reading."""
         device = self.device
-        inputs = InterlockInputs(
-            handpiece=device.handpiece if device else None,
-            device_inputs=device.interlocks if device else frozenset(),
-            status=self.status,
-            identity_ok=None if device is None else not self.identity_problem,
-            calibration_ok=None if device is None else not self.calibration_problem,
-            link_alive=self.connected and self.link_alive,
-            eyewear=self.eyewear,
+        key = (
+            device,
+            self.status,
+            self.identity_problem,
+            self.calibration_problem,
+            self.connected and self.link_alive,
+            self.eyewear,
         )
-        if inputs != self._readings_of:
-            self._readings_cache = read_all(inputs)
-            self._readings_of = inputs
+        if key != self._readings_of:
+            self._readings_cache = read_all(
+                InterlockInputs(
+                    handpiece=device.handpiece if device else None,
+                    device_inputs=device.interlocks if device else frozenset(),
+                    status=self.status,
+                    identity_ok=None if device is None else not self.identity_problem,
+                    calibration_ok=None if device is None else not self.calibration_problem,
+                    link_alive=self.connected and self.link_alive,
+                    eyewear=self.eyewear,
+                )
+            )
+            self._readings_of = key
         return self._readings_cache
 
     def _interlock_reason(
