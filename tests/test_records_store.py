@@ -273,3 +273,22 @@ def test_a_non_finite_number_is_refused_with_the_database_named_and_nothing_stor
         store.log_event("note", "a reading", data={"nested": [1, {"value": bad}]})
     assert store.shots_logged(sid) == 1  # the whole batch refused, the earlier shot kept
     assert store.verify().ok
+
+
+@pytest.mark.req("SR-11")
+@pytest.mark.req("SR-12")
+@pytest.mark.parametrize("at", [0, 99, 100, 150, 249])
+def test_a_shot_already_stored_inside_a_large_batch_is_skipped_and_the_chain_holds(
+    store: RecordStore, at: int
+) -> None:
+    """Shots go in many to a statement: a duplicate at any place in a batch (first row, last
+    row of a statement, first of the next, in the middle, last) is skipped and every other
+    row is stored once, chained in order."""
+    sid = begin(store)
+    batch = [shot(sid, n) for n in range(1, 251)]
+    store.record(batch[at])  # stored before, as a live shot (the unique index catches it)
+    assert store.record_many(batch) == 249
+    assert store.shots_logged(sid) == 250
+    numbers = [r[0] for r in store.query("SELECT shot_no FROM shots ORDER BY id")]
+    assert numbers == [at + 1] + [n for n in range(1, 251) if n != at + 1]
+    assert store.verify().ok

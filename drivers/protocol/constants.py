@@ -39,7 +39,10 @@ class Param(IntEnum):
 
     @property
     def field_name(self) -> str:
-        return self.name.lower()
+        return _FIELD_NAMES[self]
+
+
+_FIELD_NAMES = {p: p.name.lower() for p in Param}  # looked up per shot: Enum.name is slow
 
 
 class Interlock(IntEnum):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -169,6 +170,14 @@ class VerifyReport:
 
 
 # ---- the store ---------------------------------------------------------------------------------
+SHOT_CHUNK = 100  # shot rows per INSERT statement (400 parameters; SQLite allows 32,766)
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_rows_sql(rows: int) -> str:
+    return "INSERT INTO shots (id, prev, hash, body) VALUES " + ", ".join(["(?, ?, ?, ?)"] * rows)
+
+
 @dataclass(slots=True)
 class _Head:
     count: int
@@ -186,6 +195,60 @@ class _Txn:
     shot_refs: dict[tuple[Hashable, ShotContext], dict[str, int]] = field(default_factory=dict)
     new_shots: int = 0
 
+    # Shot rows chained but not yet inserted (id, prev, hash, body), and the shots chain head
+    # before the first of them: flush_shots() inserts them many to a statement.
+    pending: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)
+    pending_head: _Head | None = None
+
+    def defer_shot(self, body: Mapping[str, object]) -> None:
+        """Chain a shot row now and insert it with the others at flush_shots(): one INSERT per
+        SHOT_CHUNK rows instead of one per row. SQLite's module lets go of the GIL around each
+        statement, and taking it back costs the writer a wait behind the controller's threads
+        every time: per row, a 20,000-shot burst spent most of its time there."""
+        head = self.heads.get("shots") or self.store._head("shots")
+        if self.pending_head is None:
+            self.pending_head = head
+        text = self.dumps("shots", body)
+        row_id = head.last_id + 1
+        digest = chain.link(head.hash, text)
+        self.pending.append((row_id, head.hash, digest, text))
+        self.heads["shots"] = _Head(head.count + 1, row_id, digest)
+        self.new_shots += 1
+
+    def flush_shots(self) -> None:
+        """Insert the deferred shot rows. A row the unique index already holds (a shot stored
+        before, SR-11) undoes its statement only: from that statement on, the rows are chained
+        again and inserted one by one, the duplicate skipped, as append_once() does."""
+        rows, head = self.pending, self.pending_head
+        if not rows or head is None:
+            return
+        self.pending, self.pending_head = [], None
+        db = self.store._db
+        for start in range(0, len(rows), SHOT_CHUNK):
+            chunk = rows[start : start + SHOT_CHUNK]
+            try:
+                db.execute(_insert_rows_sql(len(chunk)), [v for row in chunk for v in row])
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE constraint failed" not in str(exc):
+                    raise
+                before = rows[start - 1] if start else None
+                self.heads["shots"] = (
+                    _Head(head.count + start, before[0], before[2]) if before else head
+                )
+                self.new_shots -= len(rows) - start
+                for _, _, _, text in rows[start:]:
+                    if self._insert("shots", text, duplicate_ok=True) is not None:
+                        self.new_shots += 1
+                return
+
+    def dumps(self, table: str, body: Mapping[str, object]) -> str:
+        try:
+            return _dumps(body)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(
+                f"shot log {self.store.path}: a {table} record not stored: {exc}"
+            ) from None
+
     def append(self, table: str, body: Mapping[str, object]) -> int:
         stored = self.append_once(table, body, duplicate_ok=False)
         assert stored is not None
@@ -197,13 +260,12 @@ class _Txn:
         """Chain and insert one record; returns its id. duplicate_ok: a row the table's unique
         index already holds is skipped (SQLite undoes the statement, not the transaction) and
         None returned."""
+        if table == "shots":
+            self.flush_shots()  # in chain order
+        return self._insert(table, self.dumps(table, body), duplicate_ok=duplicate_ok)
+
+    def _insert(self, table: str, text: str, *, duplicate_ok: bool) -> int | None:
         head = self.heads.get(table) or self.store._head(table)
-        try:
-            text = _dumps(body)
-        except (TypeError, ValueError) as exc:
-            raise RecordError(
-                f"shot log {self.store.path}: a {table} record not stored: {exc}"
-            ) from None
         row_id = head.last_id + 1
         digest = chain.link(head.hash, text)
         try:
@@ -226,7 +288,7 @@ class _Txn:
         if found is not None:
             return found
         body = {"kind": kind, "value": value()}
-        text = _dumps(body)
+        text = self.dumps("contexts", body)
         row = self.store._db.execute("SELECT id FROM contexts WHERE body = ?", (text,)).fetchone()
         ref = int(row[0]) if row else self.append("contexts", body)
         self.contexts[memo] = ref
@@ -783,6 +845,7 @@ class RecordStore:
             seen: set[tuple[str, int, int]] = set()
             for staged in shots:
                 self._write_shot(txn, staged, seen)
+            txn.flush_shots()
             ids = [self._append_event(txn, e) for e in events]
         return Written(txn.new_shots, ids)
 
@@ -791,10 +854,12 @@ class RecordStore:
         key = (ctx.serial, shot.boot_id, shot.shot_no)
         if key in seen:
             return
-        if (shot.replayed or not shot.counted) and self._db.execute(
-            "SELECT 1 FROM shots WHERE serial = ? AND boot_id = ? AND shot_no = ?", key
-        ).fetchone():
-            return  # (a live shot already stored is caught by the unique index below)
+        if shot.replayed or not shot.counted:
+            txn.flush_shots()  # the queries below see this transaction's shots
+            if self._db.execute(
+                "SELECT 1 FROM shots WHERE serial = ? AND boot_id = ? AND shot_no = ?", key
+            ).fetchone():
+                return  # (a live shot already stored is caught by the unique index on flush)
         if (
             shot.replayed
             and self._db.execute(
@@ -837,8 +902,7 @@ class RecordStore:
                     "interlocks", ctx.interlocks, lambda: dict(ctx.interlocks)
                 ),
             }
-        stored = txn.append_once(
-            "shots",
+        txn.defer_shot(
             {
                 "session": owner.ref,
                 "area": owner.area_ref,
@@ -862,8 +926,6 @@ class RecordStore:
                 "fluence": shot.fluence_j_cm2,
             },
         )
-        if stored is not None:
-            txn.new_shots += 1
 
     def _owner_of_recovered(
         self, current: SessionInfo, serial: str, shot_no: int
