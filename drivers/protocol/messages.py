@@ -78,6 +78,11 @@ def _pairs(fmt: struct.Struct, items: tuple[tuple[int, ...], ...]) -> bytes:
     return U8.pack(len(items)) + b"".join(fmt.pack(*item) for item in items)
 
 
+@functools.lru_cache(maxsize=64)  # a burst of SHOT records repeats one parameter set
+def _param_pairs(data: bytes) -> ParamValues:
+    return cast(ParamValues, tuple(PARAM.iter_unpack(data)))
+
+
 class Message:
     """Base of all messages. Subclasses set TYPE and either FORMAT (fixed fields, in dataclass
     order) or override pack/unpack for variable-length fields."""
@@ -405,6 +410,17 @@ class Shot(Event):
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
+        fixed = SHOT_FIXED.size
+        if len(payload) > fixed and len(payload) == fixed + 1 + payload[fixed] * PARAM.size:
+            # Well formed (the common case, once per pulse): straight through. Anything else
+            # goes the field-by-field way below, which names what is wrong.
+            event_no, shot_no, time_us, flags, dose, set_milli, measured, pulse_us = (
+                SHOT_FIXED.unpack_from(payload)
+            )
+            pairs = _param_pairs(payload[fixed + 1 :])
+            return cls(
+                event_no, shot_no, time_us, flags, dose, set_milli, measured, pulse_us, pairs
+            )
         reader = _Reader(cls.__name__, payload)
         event_no, shot_no, time_us, flags, dose, set_milli, measured, pulse_us = reader.take(
             SHOT_FIXED, "fields"
