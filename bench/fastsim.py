@@ -8,7 +8,8 @@ What is in the loop, in order, for every shot (nothing stubbed but where named):
     -> SocketTransport -> HandpieceConnection (its reader thread; HostLink: COBS, CRC-32,
        length and sequence checks, dedupe, heartbeat)
     -> ControllerRunner (its queue and owner thread; Controller.handle: ledger, energy
-       monitor, dose, ShotRecord; a Snapshot published per change)
+       monitor, dose, ShotRecord; a Snapshot when the queue runs empty, the state
+       changes or 20 ms have passed)
     -> the shot store: GroupCommitWriter + RecordStore (JSON body, SHA-256 chain, unique
        index; WAL, synchronous=FULL, on disk), or RecordStore.record per shot (the naive
        pipeline), or nothing (the memory soak)
