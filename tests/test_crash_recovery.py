@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.plans import fast_fractional_plan
 from tests.simcal import calibrate_simulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,35 +187,9 @@ def check_recovered_dose(db: Path) -> None:
         assert set_value == 12.0 and drive is not None and calibration is not None
 
 
-FAST_PLAN = """
-plan_id = "crash-fast"
-handpiece = "fractional-1550"
-area = "abdomen"
-max_pulses = 300
-max_fluence_j_cm2 = 3000
-ready_delay_s = 0.05
-source = "tests: the built-in fractional windows at 15 Hz"
-[params.energy_mj]
-min = 12
-max = 16
-default = 12
-[params.density_pct]
-min = 5
-max = 10
-default = 8
-[params.depth_um]
-min = 400
-max = 1000
-default = 600
-[params.passes]
-min = 2
-max = 3
-default = 2
-[params.rep_rate_hz]
-min = 1
-max = 15
-default = 15
-"""
+FAST_PLAN = fast_fractional_plan(
+    "crash-fast", area="abdomen", max_pulses=300, max_fluence_j_cm2=3000, ready_delay_s=0.05
+)
 
 
 # ---- the child process -----------------------------------------------------------------------

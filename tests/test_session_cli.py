@@ -16,38 +16,14 @@ from click.testing import CliRunner
 from drivers.protocol import HelloInfo, Param
 from laserctl.cli import main
 from laserctl.script import ScriptError, parse_script
+from tests.plans import fast_fractional_plan
 from tests.simcal import calibrate_simulator
 
 LASERCTL = str(Path(sys.executable).with_name("laserctl"))
 
-FAST_PLAN = """
-plan_id = "scenario-fast"
-handpiece = "fractional-1550"
-area = "thigh"
-max_pulses = 200
-max_fluence_j_cm2 = 1500
-source = "tests: the built-in fractional windows at 15 Hz"
-[params.energy_mj]
-min = 12
-max = 16
-default = 12
-[params.density_pct]
-min = 5
-max = 10
-default = 8
-[params.depth_um]
-min = 400
-max = 1000
-default = 600
-[params.passes]
-min = 2
-max = 3
-default = 2
-[params.rep_rate_hz]
-min = 1
-max = 15
-default = 15
-"""
+FAST_PLAN = fast_fractional_plan(
+    "scenario-fast", area="thigh", max_pulses=200, max_fluence_j_cm2=1500
+)
 
 
 # ---- the parser -----------------------------------------------------------------------------
