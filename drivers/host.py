@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,6 +175,41 @@ class HandshakeError(CommandError):
     pass
 
 
+class _Answer:
+    """What call() waits on, in place of a Future: one C lock, taken when made and released
+    by whoever settles it (the reader thread, or a failing link). A Future's wait and
+    notify_all are Python code on both threads (a Condition, a new lock per wait, a waiter
+    list), on the path between the reply arriving and the caller running again."""
+
+    __slots__ = ("_claim", "_ready", "error", "response")
+
+    def __init__(self) -> None:
+        self._claim = threading.Lock()  # taken by the first set_result/set_exception only
+        self._ready = threading.Lock()  # released once settled; call() blocks on it
+        self._ready.acquire()
+        self.response: Response | None = None
+        self.error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._claim.locked()
+
+    def set_result(self, response: Response) -> None:
+        if self._claim.acquire(blocking=False):
+            self.response = response
+            self._ready.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        if self._claim.acquire(blocking=False):
+            self.error = error
+            self._ready.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._ready.acquire(timeout=max(0.0, timeout))
+
+
+_Waiter = Future[Response] | _Answer
+
+
 class HandpieceConnection:
     def __init__(
         self,
@@ -197,7 +231,7 @@ class HandpieceConnection:
         self._lock = threading.RLock()
         self._transport: Transport | None = None
         self._link: HostLink | None = None
-        self._futures: dict[int, Future[Response]] = {}
+        self._futures: dict[int, _Waiter] = {}
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self.info: DeviceInfo | None = None
@@ -258,26 +292,32 @@ class HandpieceConnection:
     def send(self, command: Command) -> Future[Response]:
         """Queue a command; priority commands are on the wire before this returns."""
         future: Future[Response] = Future()
-        with self._lock:
-            if self._link is None or self._transport is None:
-                future.set_exception(LinkDown(f"{self.url}: link is down"))
-                return future
-            now = self.clock()
-            seq = self._link.send(command, now)
-            self._futures[seq] = future
-            self._flush(now)
+        self._submit(command, future)
         return future
 
     def call(self, command: Command, timeout: float = 2.0) -> Response:
         """Send and wait; a NAK raises CommandRefused, silence CommandTimeout."""
-        future = self.send(command)
-        try:
-            response = future.result(timeout)
-        except FutureTimeout as exc:
-            raise CommandTimeout(f"{type(command).__name__}: no answer in {timeout} s") from exc
+        answer = _Answer()
+        self._submit(command, answer)
+        if not answer.wait(timeout):
+            raise CommandTimeout(f"{type(command).__name__}: no answer in {timeout} s")
+        if answer.error is not None:
+            raise answer.error
+        response = answer.response
+        assert response is not None
         if isinstance(response, Nak):
             raise CommandRefused(command, response)
         return response
+
+    def _submit(self, command: Command, waiter: _Waiter) -> None:
+        with self._lock:
+            if self._link is None or self._transport is None:
+                waiter.set_exception(LinkDown(f"{self.url}: link is down"))
+                return
+            now = self.clock()
+            seq = self._link.send(command, now)
+            self._futures[seq] = waiter
+            self._flush(now)
 
     def _flush(self, now: float) -> None:
         """Write what the link has to send. Caller holds the lock."""
