@@ -311,13 +311,18 @@ class SimulatedHandpiece:
         self._emit(lambda n: Fault(n, code, int(latched), detail, value))
         self._report_status()
 
-    def status(self) -> StatusBody:
+    def _interlock_bits(self) -> tuple[int, int]:
+        """(closed, known): a bit per interlock input, as STATUS carries them."""
         closed = known = 0
         for interlock, value in self.inputs.items():
             if value is not None:
                 known |= 1 << interlock
                 if value:
                     closed |= 1 << interlock
+        return closed, known
+
+    def status(self) -> StatusBody:
+        closed, known = self._interlock_bits()
         return StatusBody(
             state=self.state,
             closed=closed,
@@ -334,18 +339,20 @@ class SimulatedHandpiece:
         )
 
     def _report_status(self) -> None:
-        """A STATUS_CHANGED event whenever a discrete field changed (not for temperature drift)."""
-        body = self.status()
+        """A STATUS_CHANGED event whenever a discrete field changed (not for temperature drift).
+        Called after every step: the whole status is built only when it goes out."""
+        closed, known = self._interlock_bits()
         signature = (
-            body.state,
-            body.closed,
-            body.known,
-            body.footswitch,
-            body.emission,
-            body.fault,
+            self.state,
+            closed,
+            known,
+            int(self._footswitch_down()),
+            int(self.emission),
+            self.fault,
         )
         if signature != self._reported:
             self._reported = signature
+            body = self.status()
             self._emit(lambda n: StatusChanged(n, dataclasses.replace(body, event_no=n)))
 
     # ---- commands -------------------------------------------------------------------------------
