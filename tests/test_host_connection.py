@@ -20,7 +20,7 @@ from drivers.host import (
     Reconnected,
     TransportLost,
 )
-from drivers.protocol import Arm, GetStatus, NakReason, SetParams, SimControl, Status
+from drivers.protocol import Ack, Arm, GetStatus, NakReason, SetParams, SimControl, Status
 from drivers.sim.firmware import SimulatedHandpiece
 from drivers.sim.server import TcpServer
 from drivers.transport import TransportError, open_transport
@@ -114,3 +114,44 @@ def test_missing_port_is_a_transport_error_naming_it() -> None:
 def test_unknown_simulated_handpiece_is_named() -> None:
     with pytest.raises(TransportError, match="sim:co2-10600"):
         open_transport("sim:co2-10600")
+
+
+# ---- call(): its waiter (a timeout, a close while waiting, a connection never opened) ----
+def test_call_that_times_out_leaves_the_connection_usable(tcp_sim: TcpServer) -> None:
+    with HandpieceConnection(tcp_sim.url, reconnect=False) as conn:
+        conn.send(SimControl("delay 150"))  # answers held 150 ms: within the retry budget
+        with pytest.raises(CommandTimeout, match=r"GetStatus: no answer in 0\.01 s"):
+            conn.call(GetStatus(), timeout=0.01)
+        # The late answer finds no one waiting; the next commands are answered as usual.
+        assert isinstance(conn.call(SimControl("delay 0")), Ack)
+        assert isinstance(conn.call(GetStatus()), Status)
+
+
+def test_close_fails_a_call_still_waiting(tcp_sim: TcpServer) -> None:
+    conn = HandpieceConnection(tcp_sim.url, reconnect=False)
+    conn.open()
+    conn.send(SimControl("delay 1000"))  # its own answer is held too
+    outcome: queue.Queue[object] = queue.Queue()
+
+    def waiting_call() -> None:
+        try:
+            outcome.put(conn.call(GetStatus(), timeout=5.0))
+        except BaseException as exc:  # handed to the test thread
+            outcome.put(exc)
+
+    caller = threading.Thread(target=waiting_call)
+    caller.start()
+    while len(conn._futures) < 2:  # the call is queued behind SIM_CONTROL and waiting
+        time.sleep(0.001)
+    conn.close()
+    caller.join(timeout=5.0)
+    result = outcome.get(timeout=1.0)
+    assert isinstance(result, LinkDown), result
+    with pytest.raises(LinkDown, match="link is down"):
+        conn.call(GetStatus(), timeout=0.1)
+
+
+def test_call_on_a_connection_never_opened_is_link_down() -> None:
+    conn = HandpieceConnection("sim:ndyag-1064", reconnect=False)
+    with pytest.raises(LinkDown, match="link is down"):
+        conn.call(GetStatus())
