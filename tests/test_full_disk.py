@@ -31,6 +31,9 @@ from laserctl.records import (
 
 from .shots import shot
 
+# How long to wait for the controller to get somewhere: liveness only (it takes well under a
+# second); generous, because a loaded CI machine can stall a thread for seconds.
+WAIT_S = 10.0
 CONTEXT = ShotContext("FR-00001", "fractional-1550", "1.4.0", "plan", "00" * 32, ())
 PLAN = dataclasses.replace(
     FRACTIONAL_CONSERVATIVE,
@@ -101,15 +104,15 @@ def test_the_disk_filling_mid_burst_stops_emission_and_keeps_the_log_consistent(
     try:
         runner.submit(Connect())
         runner.sync()
-        assert runner.wait_for(lambda s: s.state is State.STANDBY and not s.awaiting, 3.0)
+        assert runner.wait_for(lambda s: s.state is State.STANDBY and not s.awaiting, WAIT_S)
         runner.submit(ConfirmEyewear())
         runner.submit(RequestArm())
-        assert runner.wait_for(lambda s: s.state is State.READY, 3.0)
+        assert runner.wait_for(lambda s: s.state is State.READY, WAIT_S)
         sim = _sim(runner)
         runner.sim_control("press")
-        assert runner.wait_for(lambda s: s.shots_seen >= 5, 3.0)
+        assert runner.wait_for(lambda s: s.shots_seen >= 5, WAIT_S)
         runner.call(lambda _c: limit_to_current_size(store))  # between two shots
-        snap = runner.wait_for(lambda s: s.state is State.FAULT, 5.0)
+        snap = runner.wait_for(lambda s: s.state is State.FAULT, WAIT_S)
         assert snap is not None, runner.snapshot
         cause = " ".join(snap.causes)
         assert "StoreFull" in cause and str(tmp_path / "log.db") in cause and "full" in cause
