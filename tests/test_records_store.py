@@ -7,9 +7,12 @@ import datetime as dt
 import json
 import math
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.protocol import Param
 from laserctl.controller.shots import ShotRecord
@@ -292,3 +295,31 @@ def test_a_shot_already_stored_inside_a_large_batch_is_skipped_and_the_chain_hol
     numbers = [r[0] for r in store.query("SELECT shot_no FROM shots ORDER BY id")]
     assert numbers == [at + 1] + [n for n in range(1, 251) if n != at + 1]
     assert store.verify().ok
+
+
+@pytest.mark.req("SR-11")
+@pytest.mark.req("SR-12")
+@given(
+    st.lists(
+        st.lists(st.integers(min_value=1, max_value=400), max_size=260),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_batches_with_repeated_shots_store_each_once_in_first_seen_order(
+    batches: list[list[int]],
+) -> None:
+    """Any batches of live shots, repeats within a batch and across batches included: each
+    shot is stored once, in the order it was first handed over, every batch reports how many
+    it added, and the chain verifies (the rows go in many to a statement)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "log.db", clock=Clock(), tz=dt.UTC)
+        sid = begin(store)
+        order: list[int] = []
+        for batch in batches:
+            new = [n for n in dict.fromkeys(batch) if n not in order]
+            assert store.record_many([shot(sid, n) for n in batch]) == len(new)
+            order += new
+        assert [r[0] for r in store.query("SELECT shot_no FROM shots ORDER BY id")] == order
+        assert store.verify().ok
+        store.close()
