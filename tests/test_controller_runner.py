@@ -230,6 +230,41 @@ def test_subscribers_get_immutable_snapshots_in_order(runner: TimedRunner) -> No
         seen[-1].state = State.STANDBY  # type: ignore[misc]
 
 
+def test_every_state_is_published_and_the_last_snapshot_is_current(runner: TimedRunner) -> None:
+    """Snapshots are coalesced while the queue is busy, never a state: each state the
+    controller passes through is published, in order, and the published snapshot catches up
+    with the controller once the queue drains (a slow subscriber lets the queue back up)."""
+    seen: list[Snapshot] = []
+
+    def slow(snapshot: Snapshot) -> None:
+        seen.append(snapshot)
+        time.sleep(0.005)
+
+    unsubscribe = runner.subscribe(slow)
+    _emit(runner)
+    _wait(runner, lambda s: s.shots_seen >= 8)
+    runner.sim_control("release")
+    runner.disarm()
+    _wait(runner, lambda s: s.state is State.STANDBY and not s.emission)
+    final = runner.call(lambda c: c.snapshot())
+    current = (final.state, final.shots_seen, final.pulses_used, final.device_shots_fired)
+    _wait(runner, lambda s: (s.state, s.shots_seen, s.pulses_used, s.device_shots_fired) == current)
+    unsubscribe()
+    published = [s.state for s in seen]
+    notes = runner.call(lambda _c: list(runner.notes))  # read on the owner thread
+    visited = [
+        State(note.message.split(" -> ")[1].split(" ")[0])
+        for note in notes
+        if note.kind == "transition"
+    ]
+    visited = visited[visited.index(State.STANDBY) :]  # from where the subscriber joined
+    changes = [st for i, st in enumerate(published) if i == 0 or published[i - 1] is not st]
+    assert changes == visited[-len(changes) :] and set(visited) <= set(published), (
+        changes,
+        visited,
+    )
+
+
 def test_close_disarms_the_device(connections: list[TimedConnection]) -> None:
     runner = ControllerRunner(
         "sim:fractional-1550", Controller(PLAN), connection_factory=_factory(connections)
