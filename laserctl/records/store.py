@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import json
-import math
 import os
 import re
 import sqlite3
@@ -24,11 +22,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from . import chain, courses
 from .context import ContextSource, ShotContext
@@ -41,6 +37,7 @@ from .errors import (
     translate,
 )
 from .schema import SCHEMA_VERSION, TABLE_NAMES, SchemaTooNew, migrate, schema_differences
+from .txn import Head, Txn
 
 if TYPE_CHECKING:
     from laserctl.controller.shots import ShotRecord
@@ -73,38 +70,6 @@ def check_area(area: str) -> str:
     if not AREA_NAME.match(name):
         raise RecordError(f"area {area!r}: use a lower-case name such as abdomen or thigh")
     return name
-
-
-_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-
-
-def _dumps(value: object) -> str:
-    """A record's body as stored and hashed: compact JSON, keys sorted, UTF-8. NaN and
-    infinity are refused (JSON has no such numbers; orjson would write null)."""
-    _check_finite(value)
-    return orjson.dumps(value, option=_JSON_OPTIONS, default=str).decode()
-
-
-_PLAIN = frozenset({str, int, bool, type(None)})
-
-
-def _check_finite(value: object) -> None:
-    items: Iterable[object]
-    if type(value) is dict or isinstance(value, Mapping):
-        items = value.values()
-    elif isinstance(value, list | tuple):
-        items = value
-    elif type(value) is float:
-        items = (value,)
-    else:
-        return
-    for item in items:
-        kind = type(item)
-        if kind is float:
-            if not math.isfinite(item):
-                raise ValueError(f"{item!r} in a shot log record: only finite numbers are stored")
-        elif kind not in _PLAIN:
-            _check_finite(item)
 
 
 # ---- values crossing the API -------------------------------------------------------------------
@@ -170,131 +135,6 @@ class VerifyReport:
 
 
 # ---- the store ---------------------------------------------------------------------------------
-SHOT_CHUNK = 100  # shot rows per INSERT statement (400 parameters; SQLite allows 32,766)
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_rows_sql(rows: int) -> str:
-    return "INSERT INTO shots (id, prev, hash, body) VALUES " + ", ".join(["(?, ?, ?, ?)"] * rows)
-
-
-@dataclass(slots=True)
-class _Head:
-    count: int
-    last_id: int
-    hash: bytes
-
-
-@dataclass(slots=True)
-class _Txn:
-    store: RecordStore
-    heads: dict[str, _Head] = field(default_factory=dict)
-    contexts: dict[tuple[str, Hashable], int] = field(default_factory=dict)
-    bound: dict[int, tuple[str, str]] = field(default_factory=dict)
-    # (shot params, shot context) -> the ids of their context rows, for this transaction
-    shot_refs: dict[tuple[Hashable, ShotContext], dict[str, int]] = field(default_factory=dict)
-    new_shots: int = 0
-
-    # Shot rows chained but not yet inserted (id, prev, hash, body), and the shots chain head
-    # before the first of them: flush_shots() inserts them many to a statement.
-    pending: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)
-    pending_head: _Head | None = None
-
-    def defer_shot(self, body: Mapping[str, object]) -> None:
-        """Chain a shot row now and insert it with the others at flush_shots(): one INSERT per
-        SHOT_CHUNK rows instead of one per row. SQLite's module lets go of the GIL around each
-        statement, and taking it back costs the writer a wait behind the controller's threads
-        every time: per row, a 20,000-shot burst spent most of its time there."""
-        head = self.heads.get("shots") or self.store._head("shots")
-        if self.pending_head is None:
-            self.pending_head = head
-        text = self.dumps("shots", body)
-        row_id = head.last_id + 1
-        digest = chain.link(head.hash, text)
-        self.pending.append((row_id, head.hash, digest, text))
-        self.heads["shots"] = _Head(head.count + 1, row_id, digest)
-        self.new_shots += 1
-
-    def flush_shots(self) -> None:
-        """Insert the deferred shot rows. A row the unique index already holds (a shot stored
-        before, SR-11) undoes its statement only: from that statement on, the rows are chained
-        again and inserted one by one, the duplicate skipped, as append_once() does."""
-        rows, head = self.pending, self.pending_head
-        if not rows or head is None:
-            return
-        self.pending, self.pending_head = [], None
-        db = self.store._db
-        for start in range(0, len(rows), SHOT_CHUNK):
-            chunk = rows[start : start + SHOT_CHUNK]
-            try:
-                db.execute(_insert_rows_sql(len(chunk)), [v for row in chunk for v in row])
-            except sqlite3.IntegrityError as exc:
-                if "UNIQUE constraint failed" not in str(exc):
-                    raise
-                before = rows[start - 1] if start else None
-                self.heads["shots"] = (
-                    _Head(head.count + start, before[0], before[2]) if before else head
-                )
-                self.new_shots -= len(rows) - start
-                for _, _, _, text in rows[start:]:
-                    if self._insert("shots", text, duplicate_ok=True) is not None:
-                        self.new_shots += 1
-                return
-
-    def dumps(self, table: str, body: Mapping[str, object]) -> str:
-        try:
-            return _dumps(body)
-        except (TypeError, ValueError) as exc:
-            raise RecordError(
-                f"shot log {self.store.path}: a {table} record not stored: {exc}"
-            ) from None
-
-    def append(self, table: str, body: Mapping[str, object]) -> int:
-        stored = self.append_once(table, body, duplicate_ok=False)
-        assert stored is not None
-        return stored
-
-    def append_once(
-        self, table: str, body: Mapping[str, object], *, duplicate_ok: bool = True
-    ) -> int | None:
-        """Chain and insert one record; returns its id. duplicate_ok: a row the table's unique
-        index already holds is skipped (SQLite undoes the statement, not the transaction) and
-        None returned."""
-        if table == "shots":
-            self.flush_shots()  # in chain order
-        return self._insert(table, self.dumps(table, body), duplicate_ok=duplicate_ok)
-
-    def _insert(self, table: str, text: str, *, duplicate_ok: bool) -> int | None:
-        head = self.heads.get(table) or self.store._head(table)
-        row_id = head.last_id + 1
-        digest = chain.link(head.hash, text)
-        try:
-            self.store._db.execute(
-                f"INSERT INTO {table} (id, prev, hash, body) VALUES (?, ?, ?, ?)",
-                (row_id, head.hash, digest, text),
-            )
-        except sqlite3.IntegrityError as exc:
-            if duplicate_ok and "UNIQUE constraint failed" in str(exc):
-                return None
-            raise
-        self.heads[table] = _Head(head.count + 1, row_id, digest)
-        return row_id
-
-    def context(self, kind: str, key: Hashable, value: Callable[[], Mapping[str, object]]) -> int:
-        """The id of the shared context row {kind, value()}, added if new. `key` stands for
-        the value in memory, so a context already seen costs one dict lookup."""
-        memo = (kind, key)
-        found = self.contexts.get(memo) or self.store._contexts.get(memo)
-        if found is not None:
-            return found
-        body = {"kind": kind, "value": value()}
-        text = self.dumps("contexts", body)
-        row = self.store._db.execute("SELECT id FROM contexts WHERE body = ?", (text,)).fetchone()
-        ref = int(row[0]) if row else self.append("contexts", body)
-        self.contexts[memo] = ref
-        return ref
-
-
 class RecordStore:
     """The shot log. Open it with open_store()."""
 
@@ -313,7 +153,7 @@ class RecordStore:
         self._clock = clock
         self.tz = tz
         self._lock = threading.RLock()
-        self._heads: dict[str, _Head] = {}
+        self._heads: dict[str, Head] = {}
         self._contexts: dict[tuple[str, Hashable], int] = {}
         self._sessions: dict[str, SessionInfo] = {}
         self._bound: dict[int, tuple[str, str]] = {}  # session ref -> (serial, firmware)
@@ -325,7 +165,7 @@ class RecordStore:
     def _fail(self, doing: str, exc: sqlite3.Error) -> RecordError:
         return translate(self.path, doing, exc)
 
-    def _head(self, table: str) -> _Head:
+    def _head(self, table: str) -> Head:
         head = self._heads.get(table)
         if head is None:
             # New records chain onto the last row there is, whatever the recorded head says;
@@ -334,7 +174,7 @@ class RecordStore:
                 f"SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1"
             ).fetchone()
             if row is None:
-                head = _Head(0, 0, chain.genesis(table))
+                head = Head(0, 0, chain.genesis(table))
             else:
                 recorded = self._db.execute(
                     "SELECT count, hash FROM chain_heads WHERE tbl = ?", (table,)
@@ -343,18 +183,18 @@ class RecordStore:
                     count = int(recorded[0])
                 else:
                     count = int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-                head = _Head(count, int(row[0]), bytes(row[1]))
+                head = Head(count, int(row[0]), bytes(row[1]))
             self._heads[table] = head
         return head
 
     @contextlib.contextmanager
-    def _transaction(self, doing: str) -> Iterator[_Txn]:
+    def _transaction(self, doing: str) -> Iterator[Txn]:
         with self._lock:
             if self._closed:
                 raise RecordError(f"shot log {self.path}: closed (while {doing})")
             if self.readonly:
                 raise StoreReadOnly(f"shot log {self.path}: opened read-only (while {doing})")
-            txn = _Txn(self)
+            txn = Txn(self)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 yield txn
@@ -405,7 +245,7 @@ class RecordStore:
         self.close()
 
     # ---- patients, courses, sessions ------------------------------------------------------------
-    def _patient_ref(self, txn: _Txn | None, patient: str, create: bool) -> int | None:
+    def _patient_ref(self, txn: Txn | None, patient: str, create: bool) -> int | None:
         row = self._db.execute("SELECT id FROM patients WHERE patient = ?", (patient,)).fetchone()
         if row is not None:
             return int(row[0])
@@ -413,7 +253,7 @@ class RecordStore:
             return None
         return txn.append("patients", {"patient": patient, "created": self._clock()})
 
-    def _area_ref(self, txn: _Txn, patient_ref: int, area: str) -> int:
+    def _area_ref(self, txn: Txn, patient_ref: int, area: str) -> int:
         row = self._db.execute(
             "SELECT id FROM areas WHERE patient_ref = ? AND name = ?", (patient_ref, area)
         ).fetchone()
@@ -722,9 +562,7 @@ class RecordStore:
         return count
 
     # ---- events ---------------------------------------------------------------------------------
-    def _append_event(
-        self, txn: _Txn, event: StagedEvent, *, session_ref: int | None = None
-    ) -> int:
+    def _append_event(self, txn: Txn, event: StagedEvent, *, session_ref: int | None = None) -> int:
         if session_ref is None and event.session_id is not None:
             session_ref = self.session(event.session_id).ref
         return txn.append(
@@ -774,7 +612,7 @@ class RecordStore:
         with self._transaction(f"binding a handpiece to session {session_id}") as txn:
             self._bind(txn, info, context)
 
-    def _bound_to(self, session_ref: int, txn: _Txn | None = None) -> tuple[str, str] | None:
+    def _bound_to(self, session_ref: int, txn: Txn | None = None) -> tuple[str, str] | None:
         if txn is not None and session_ref in txn.bound:
             return txn.bound[session_ref]
         if session_ref not in self._bound:
@@ -788,7 +626,7 @@ class RecordStore:
                 self._bound[session_ref] = (str(rows[0][0]), str(rows[0][1]))
         return self._bound.get(session_ref)
 
-    def _bind(self, txn: _Txn, info: SessionInfo, context: ShotContext) -> None:
+    def _bind(self, txn: Txn, info: SessionInfo, context: ShotContext) -> None:
         self._append_event(
             txn,
             StagedEvent(
@@ -849,7 +687,7 @@ class RecordStore:
             ids = [self._append_event(txn, e) for e in events]
         return Written(txn.new_shots, ids)
 
-    def _write_shot(self, txn: _Txn, staged: StagedShot, seen: set[tuple[str, int, int]]) -> None:
+    def _write_shot(self, txn: Txn, staged: StagedShot, seen: set[tuple[str, int, int]]) -> None:
         shot, ctx = staged.record, staged.context
         key = (ctx.serial, shot.boot_id, shot.shot_no)
         if key in seen:
