@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from drivers.protocol import HelloInfo, Param
 from laserctl.cli import main
@@ -126,17 +126,35 @@ def test_an_unreachable_device_exits_3(tmp_path: Path) -> None:
     assert result.exit_code == 3, result.output
 
 
+def session_as_real_handpiece(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, *args: str
+) -> Result:
+    """`laserctl session` in process against a simulator that reports itself as real
+    hardware (HELLO_INFO without the simulated flag)."""
+    monkeypatch.setattr(HelloInfo, "FLAG_SIMULATED", 0)
+    script_file = tmp_path / "s.txt"
+    script_file.write_text(script)
+    db = str(tmp_path / "log.db")
+    return CliRunner().invoke(
+        main,
+        [
+            "session",
+            "--device",
+            "sim:fractional-1550",
+            "--script",
+            str(script_file),
+            "--db",
+            db,
+            *args,
+        ],
+    )
+
+
 def test_simulator_steps_against_a_real_handpiece_are_refused_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The simulator reports itself as real hardware: HELLO_INFO without the simulated flag.
-    monkeypatch.setattr(HelloInfo, "FLAG_SIMULATED", 0)
-    script = tmp_path / "s.txt"
-    script.write_text("confirm eyewear\narm\nwait 1.2\npress 5\nsim open door\n")
-    db = str(tmp_path / "log.db")
-    result = CliRunner().invoke(
-        main,
-        ["session", "--device", "sim:fractional-1550", "--script", str(script), "--db", db],
+    result = session_as_real_handpiece(
+        tmp_path, monkeypatch, "confirm eyewear\narm\nwait 1.2\npress 5\nsim open door\n"
     )
     assert result.exit_code == 2, result.output
     assert "simulator steps (lines 4, 5) against a real handpiece" in result.output
@@ -147,14 +165,7 @@ def test_simulator_steps_against_a_real_handpiece_are_refused_before_anything_ru
 def test_a_real_handpiece_fires_only_in_a_logged_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(HelloInfo, "FLAG_SIMULATED", 0)
-    script = tmp_path / "s.txt"
-    script.write_text("confirm eyewear\narm\n")
-    db = str(tmp_path / "log.db")
-    result = CliRunner().invoke(
-        main,
-        ["session", "--device", "sim:fractional-1550", "--script", str(script), "--db", db],
-    )
+    result = session_as_real_handpiece(tmp_path, monkeypatch, "confirm eyewear\narm\n")
     assert result.exit_code == 2, result.output
     assert "must log every shot (SR-11): give --patient and --area" in result.output
 
@@ -163,26 +174,15 @@ def test_a_real_handpiece_fires_only_in_a_logged_session(
 def test_a_real_handpiece_cannot_be_armed_until_calibration_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(HelloInfo, "FLAG_SIMULATED", 0)
-    script = tmp_path / "s.txt"
-    script.write_text("confirm eyewear\narm\n")
-    db = str(tmp_path / "log.db")
-    result = CliRunner().invoke(
-        main,
-        [
-            "session",
-            "--device",
-            "sim:fractional-1550",
-            "--script",
-            str(script),
-            "--json",
-            "--db",
-            db,
-            "--patient",
-            "P-0001",
-            "--area",
-            "abdomen",
-        ],
+    result = session_as_real_handpiece(
+        tmp_path,
+        monkeypatch,
+        "confirm eyewear\narm\n",
+        "--json",
+        "--patient",
+        "P-0001",
+        "--area",
+        "abdomen",
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
