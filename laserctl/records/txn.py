@@ -72,6 +72,13 @@ class Head:
     hash: bytes
 
 
+def _chained(head: Head, text: str) -> tuple[tuple[int, bytes, bytes, str], Head]:
+    """The row (id, prev, hash, body) that chains `text` onto `head`, and the head after it."""
+    row_id = head.last_id + 1
+    digest = chain.link(head.hash, text)
+    return (row_id, head.hash, digest, text), Head(head.count + 1, row_id, digest)
+
+
 @dataclass(slots=True)
 class Txn:
     store: RecordStore
@@ -95,11 +102,8 @@ class Txn:
         head = self.heads.get("shots") or self.store._head("shots")
         if self.pending_head is None:
             self.pending_head = head
-        text = self.dumps("shots", body)
-        row_id = head.last_id + 1
-        digest = chain.link(head.hash, text)
-        self.pending.append((row_id, head.hash, digest, text))
-        self.heads["shots"] = Head(head.count + 1, row_id, digest)
+        row, self.heads["shots"] = _chained(head, self.dumps("shots", body))
+        self.pending.append(row)
         self.new_shots += 1
 
     def flush_shots(self) -> None:
@@ -152,20 +156,17 @@ class Txn:
         return self._insert(table, self.dumps(table, body), duplicate_ok=duplicate_ok)
 
     def _insert(self, table: str, text: str, *, duplicate_ok: bool) -> int | None:
-        head = self.heads.get(table) or self.store._head(table)
-        row_id = head.last_id + 1
-        digest = chain.link(head.hash, text)
+        row, after = _chained(self.heads.get(table) or self.store._head(table), text)
         try:
             self.store._db.execute(
-                f"INSERT INTO {table} (id, prev, hash, body) VALUES (?, ?, ?, ?)",
-                (row_id, head.hash, digest, text),
+                f"INSERT INTO {table} (id, prev, hash, body) VALUES (?, ?, ?, ?)", row
             )
         except sqlite3.IntegrityError as exc:
             if duplicate_ok and "UNIQUE constraint failed" in str(exc):
                 return None
             raise
-        self.heads[table] = Head(head.count + 1, row_id, digest)
-        return row_id
+        self.heads[table] = after  # a skipped duplicate leaves the chain where it was
+        return row[0]
 
     def context(self, kind: str, key: Hashable, value: Callable[[], Mapping[str, object]]) -> int:
         """The id of the shared context row {kind, value()}, added if new. `key` stands for
