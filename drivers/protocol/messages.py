@@ -412,8 +412,7 @@ class Shot(Event):
     def unpack(cls, payload: bytes) -> Self:
         fixed = SHOT_FIXED.size
         if len(payload) > fixed and len(payload) == fixed + 1 + payload[fixed] * PARAM.size:
-            # Well formed (the common case, once per pulse): straight through. Anything else
-            # goes the field-by-field way below, which names what is wrong.
+            # The length is right (the common case, once per pulse): straight through.
             event_no, shot_no, time_us, flags, dose, set_milli, measured, pulse_us = (
                 SHOT_FIXED.unpack_from(payload)
             )
@@ -421,23 +420,14 @@ class Shot(Event):
             return cls(
                 event_no, shot_no, time_us, flags, dose, set_milli, measured, pulse_us, pairs
             )
+        # Any other length is malformed: read it field by field, which names where it fails.
         reader = _Reader(cls.__name__, payload)
-        event_no, shot_no, time_us, flags, dose, set_milli, measured, pulse_us = reader.take(
-            SHOT_FIXED, "fields"
-        )
-        params = reader.pairs(PARAM, "params")
+        reader.take(SHOT_FIXED, "fields")
+        reader.pairs(PARAM, "params")
         reader.done()
-        return cls(
-            event_no,
-            shot_no,
-            time_us,
-            flags,
-            dose,
-            set_milli,
-            measured,
-            pulse_us,
-            cast(ParamValues, params),  # pairs of ints, as PARAM unpacks them
-        )
+        raise AssertionError(
+            "unreachable: only a payload of the wrong length gets here"
+        )  # pragma: no cover
 
 
 @dataclass(frozen=True, slots=True)
