@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivers.host import CommandError, DeviceInfo, HandpieceConnection
 from drivers.protocol import (
     DeviceState,
     GetStatus,
@@ -33,6 +32,7 @@ from drivers.protocol import (
     Status,
     StatusBody,
 )
+from tests.simcal import open_connection
 
 from .conftest import LASERCTL, ROOT, SimProcess
 
@@ -49,21 +49,6 @@ INTERLOCKS = {
 }
 # Pulse rates the fast plans use: the handpiece's capability maximum.
 FAST_RATE_HZ = {"fractional-1550": 15.0, "ndyag-1064": 10.0}
-
-
-def open_connection(url: str, timeout: float = 5.0) -> tuple[HandpieceConnection, DeviceInfo]:
-    """A simulator process serves one host at a time, the next once the last one has let go
-    (a `laserctl` process that just exited): retry a while."""
-    deadline = time.monotonic() + timeout
-    while True:
-        connection = HandpieceConnection(url, reconnect=False)
-        try:
-            return connection, connection.open()
-        except CommandError:
-            connection.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def per_process(url: str) -> bool:
