@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,8 +110,14 @@ def device_url(request: pytest.FixtureRequest) -> Iterator[str]:
     sim.stop()
 
 
-def run_laserctl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def run_laserctl(
+    *args: str,
+    timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`laserctl ARGS` as a user runs it, from the repository root; env: this process's
+    environment unless given."""
     return subprocess.run(
         [*LASERCTL, *args],
         check=False,
@@ -119,7 +125,8 @@ def run_laserctl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProce
         text=True,
         timeout=timeout,
         cwd=ROOT,
-        env=env,
+        env=dict(os.environ if env is None else env),
+        preexec_fn=preexec_fn,
     )
 
 
@@ -135,13 +142,14 @@ def service_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env["LASERCTL_CONFIG_DIR"] = str(home / "config")
     env["LASERCTL_SERVICE_USER"] = SERVICE_USER
     env["LASERCTL_SERVICE_PASSWORD"] = SERVICE_PASSWORD
-    done = subprocess.run(
-        [*LASERCTL, "service", "setup", "--user", SERVICE_USER, "--db", str(home / "setup.db")],
-        check=False,
-        capture_output=True,
-        text=True,
+    done = run_laserctl(
+        "service",
+        "setup",
+        "--user",
+        SERVICE_USER,
+        "--db",
+        str(home / "setup.db"),
         timeout=60,
-        cwd=ROOT,
         env=env,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -34,7 +34,7 @@ from drivers.protocol import (
 )
 from tests.simcal import open_connection
 
-from .conftest import LASERCTL, ROOT, SimProcess
+from .conftest import LASERCTL, ROOT, SimProcess, run_laserctl
 
 HANDPIECES = ("fractional-1550", "ndyag-1064")
 AREAS = ("chest", "abdomen", "thighs", "buttocks")
@@ -156,16 +156,7 @@ class Dut:
         timeout: float = 60.0,
         preexec_fn: Callable[[], None] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*LASERCTL, *args],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=ROOT,
-            env=self.env,
-            preexec_fn=preexec_fn,
-        )
+        return run_laserctl(*args, timeout=timeout, env=self.env, preexec_fn=preexec_fn)
 
     def calibrate(self, db: Path) -> dict[str, Any]:
         """`laserctl calibrate` into the shot log `db`, as the service account (SR-14)."""
