@@ -16,12 +16,10 @@ import threading
 import time
 import tty
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .clock import FirmwareClock
 from .firmware import SimulatedHandpiece
-
-Clock = Callable[[], float]
 
 
 class Channel:
@@ -83,17 +81,20 @@ def serve_channel(
     stop: threading.Event,
     *,
     baud: int | None = None,
-    clock: Clock = time.monotonic,
+    clock: FirmwareClock | None = None,
 ) -> str:
-    """Run until `stop` is set or the peer closes. Returns why it ended: "stopped" or "closed"."""
+    """Run until `stop` is set or the peer closes. Returns why it ended: "stopped" or "closed".
+    `clock` is the firmware's (a server keeps one for the model's lifetime): it leaves out
+    the time this loop was not running (drivers/sim/clock.py)."""
+    clock = clock if clock is not None else FirmwareClock()
     inbound, outbound = Pacer(baud), Pacer(baud)
     while not stop.is_set():
         now = clock()
         deadlines = [sim.next_deadline(), now + 0.05]
         deadlines += [t for t in (inbound.next_due(), outbound.next_due()) if t is not None]
-        timeout = max(0.0, min(deadlines) - now)
-        readable, _, _ = select.select([channel.fd], [], [], timeout)
-        now = clock()
+        wake = max(now, min(deadlines))
+        readable, _, _ = select.select([channel.fd], [], [], wake - now)
+        now = clock.woke(wake)
         if readable:
             data = channel.recv()
             if not data:
@@ -116,9 +117,16 @@ def serve_channel(
 class PtyServer:
     """The simulator on a pseudo-terminal; `path` is the slave device the host opens."""
 
-    def __init__(self, sim: SimulatedHandpiece, *, baud: int | None = None) -> None:
+    def __init__(
+        self,
+        sim: SimulatedHandpiece,
+        *,
+        baud: int | None = None,
+        clock: FirmwareClock | None = None,
+    ) -> None:
         self.sim = sim
         self.baud = baud
+        self.clock = clock if clock is not None else FirmwareClock()
         self.master, self._slave = pty.openpty()
         # Raw mode: no echo, no line discipline, 0x00 and ^C are plain bytes.
         tty.setraw(self._slave)
@@ -131,7 +139,8 @@ class PtyServer:
         # a reconnect, not the end of the simulator.
         channel = Channel(self.master)
         while not self.stop.is_set():
-            if serve_channel(self.sim, channel, self.stop, baud=self.baud) == "closed":
+            ended = serve_channel(self.sim, channel, self.stop, baud=self.baud, clock=self.clock)
+            if ended == "closed":
                 time.sleep(0.01)
 
     def close(self) -> None:
@@ -144,9 +153,17 @@ class PtyServer:
 class TcpServer:
     """The simulator on 127.0.0.1; one host at a time, the next one when it disconnects."""
 
-    def __init__(self, sim: SimulatedHandpiece, *, port: int = 0, baud: int | None = None) -> None:
+    def __init__(
+        self,
+        sim: SimulatedHandpiece,
+        *,
+        port: int = 0,
+        baud: int | None = None,
+        clock: FirmwareClock | None = None,
+    ) -> None:
         self.sim = sim
         self.baud = baud
+        self.clock = clock if clock is not None else FirmwareClock()
         self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self.url = f"socket://127.0.0.1:{self.port}"
@@ -156,21 +173,23 @@ class TcpServer:
         while not self.stop.is_set():
             # Between hosts the handpiece runs on (pulses, its watchdog), as the pty server's
             # does; what it sends meanwhile reaches no one, as on a pulled cable.
-            now = time.monotonic()
+            now = self.clock()
             self.sim.tick(now)
             self.sim.output(now)
-            self.listener.settimeout(min(0.1, max(0.001, self.sim.next_deadline() - now)))
+            wake = max(now, min(now + 0.1, self.sim.next_deadline()))
+            self.listener.settimeout(max(0.001, wake - now))
             try:
                 conn, _ = self.listener.accept()
             except TimeoutError:
+                self.clock.woke(wake)
                 continue
             except OSError:
                 return
+            self.clock.woke(wake)
             with conn:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                serve_channel(
-                    self.sim, Channel(conn.fileno(), sock=conn), self.stop, baud=self.baud
-                )
+                channel = Channel(conn.fileno(), sock=conn)
+                serve_channel(self.sim, channel, self.stop, baud=self.baud, clock=self.clock)
 
     def close(self) -> None:
         self.stop.set()
@@ -181,14 +200,21 @@ class TcpServer:
 class InProcessServer:
     """The simulator on a thread behind a socket pair; `host_socket` is the host's end."""
 
-    def __init__(self, sim: SimulatedHandpiece, *, baud: int | None = None) -> None:
+    def __init__(
+        self,
+        sim: SimulatedHandpiece,
+        *,
+        baud: int | None = None,
+        clock: FirmwareClock | None = None,
+    ) -> None:
         self.sim = sim
+        self.clock = clock if clock is not None else FirmwareClock()
         self.host_socket, self._sim_socket = socket.socketpair()
         self.stop = threading.Event()
         self._thread = threading.Thread(
             target=serve_channel,
             args=(sim, Channel(self._sim_socket.fileno(), sock=self._sim_socket), self.stop),
-            kwargs={"baud": baud},
+            kwargs={"baud": baud, "clock": self.clock},
             name=f"sim-{sim.serial}",
             daemon=True,
         )

@@ -32,6 +32,7 @@ from usb.core import USBError, USBTimeoutError
 
 from drivers.protocol import HandpieceType, StatusBody
 
+from .clock import FirmwareClock
 from .firmware import SimulatedHandpiece
 
 SIM_VENDOR_ID = 0xFFFE
@@ -187,7 +188,8 @@ class SimulatedUsbHandpiece:
         kernel_driver: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.clock = clock
+        self.clock = clock  # the USB side's: transfer timeouts, NAK windows
+        self.firmware_clock = FirmwareClock(clock)  # the model's (drivers/sim/clock.py)
         self.sim = SimulatedHandpiece(handpiece, seed=seed, serial=serial, now=clock())
         kind = self.sim.model.type
         self.vendor_id = SIM_VENDOR_ID
@@ -266,12 +268,14 @@ class SimulatedUsbHandpiece:
                 self._detach()
 
     def _firmware(self) -> None:
+        clock = self.firmware_clock
         with self._cond:
+            now = clock()
             while not self._stop:
-                now = self.clock()
                 while self._out:
                     arrived, data = self._out.popleft()
-                    self.sim.receive(data, arrived)
+                    # Stamped by the host's thread: perhaps before this one left a stall out.
+                    self.sim.receive(data, min(arrived, now))
                 self.sim.tick(now)
                 output = self.sim.output(now)
                 if output and self.attached and self._active_config:
@@ -279,8 +283,10 @@ class SimulatedUsbHandpiece:
                     self.in_dropped += max(0, len(output) - room)
                     self._in += output[: max(0, room)]
                     self._cond.notify_all()
-                if not self._out:
-                    self._cond.wait(max(0.0, self.sim.next_deadline() - now))
+                # The lock is ours until wait(): no transfer can have come in meanwhile.
+                wake = max(now, self.sim.next_deadline())
+                self._cond.wait(wake - now)
+                now = clock.woke(wake)
 
     def start(self, bus_number: int, next_address: Callable[[], int]) -> None:
         self.bus_number = bus_number
@@ -308,8 +314,8 @@ class SimulatedUsbHandpiece:
         with self._cond:
             self._detach()
             if power_cycle:
-                self.sim.power_cycle(self.clock())
-                self.sim.output(self.clock())  # BOOT went nowhere: no host was listening
+                self.sim.power_cycle(self.firmware_clock())
+                self.sim.output(self.firmware_clock())  # BOOT went nowhere: no host was listening
             self.generation += 1
             self.address = self._next_address()
             self.attached = True
@@ -347,7 +353,7 @@ class SimulatedUsbHandpiece:
 
     def inject(self, text: str) -> None:
         with self._cond:
-            self.sim.inject(text, self.clock())
+            self.sim.inject(text, self.firmware_clock())
             self._cond.notify_all()
 
     def status(self) -> StatusBody:
@@ -507,7 +513,7 @@ class SimulatedUsbHandpiece:
                 if self.clock() >= self._nak_until["out"]:
                     break
                 self._wait(deadline, self._nak_until["out"])
-            self._out.append((self.clock(), data))
+            self._out.append((self.firmware_clock(), data))
             if len(self.host_bytes) < 65536:
                 self.host_bytes += data[: 65536 - len(self.host_bytes)]
             self._cond.notify_all()

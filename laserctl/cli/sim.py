@@ -71,3 +71,4 @@ def sim(
         server.serve_forever()
     finally:
         server.close()
+        click.echo(f"laserctl sim: {server.clock.describe()}", err=True)
