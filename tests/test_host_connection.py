@@ -20,7 +20,15 @@ from drivers.host import (
     Reconnected,
     TransportLost,
 )
-from drivers.protocol import Ack, Arm, GetStatus, NakReason, SetParams, SimControl, Status
+from drivers.protocol import (
+    Ack,
+    Arm,
+    GetStatus,
+    NakReason,
+    SetParams,
+    SimControl,
+    Status,
+)
 from drivers.sim.firmware import SimulatedHandpiece
 from drivers.sim.server import TcpServer
 from drivers.transport import TransportError, open_transport
@@ -55,6 +63,28 @@ def test_socket_url_sets_tcp_nodelay(tcp_sim: TcpServer) -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         transport.close()
+
+
+def test_closing_a_socket_url_closes_the_socket_without_pyserials_sleep(
+    tcp_sim: TcpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyserial's socket:// close() sleeps 0.3 s; ours closes the socket itself."""
+    from serial.urlhandler import protocol_socket
+
+    sleeps: list[float] = []
+    transport = open_transport(tcp_sim.url)
+    sock = transport._port._socket  # type: ignore[attr-defined]
+    with monkeypatch.context() as patch:  # time.sleep is every thread's: patched only here
+        patch.setattr(protocol_socket.time, "sleep", sleeps.append)
+        transport.close()
+    assert sleeps == []
+    assert sock.fileno() == -1  # closed
+    assert not transport._port.is_open  # type: ignore[attr-defined]
+    with pytest.raises(TransportError):
+        transport.write(b"x")
+    # The simulator sees the host leave and takes the next one at once.
+    with HandpieceConnection(tcp_sim.url, reconnect=False) as conn:
+        assert isinstance(conn.call(GetStatus()), Status)
 
 
 def test_identify_over_tcp(tcp_sim: TcpServer) -> None:

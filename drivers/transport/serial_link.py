@@ -108,5 +108,16 @@ class SerialTransport:
             raise TransportError(f"read from {self.description} failed: {exc}") from exc
 
     def close(self) -> None:
+        sock = getattr(self._port, "_socket", None)
+        if isinstance(sock, socket.socket):
+            # pyserial's socket:// close() sleeps 0.3 s "in case of quick reconnects"; our
+            # simulator takes the next host from its listen queue, so close the socket here.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+            self._port._socket = None
+            self._port.is_open = False
+            return
         with contextlib.suppress(Exception):
             self._port.close()
