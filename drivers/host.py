@@ -42,6 +42,7 @@ from drivers.protocol import (
     Response,
     encode_frame,
 )
+from drivers.protocol.link import STALL_S
 from drivers.transport import Transport, TransportError, open_transport
 
 Clock = Callable[[], float]
@@ -168,6 +169,7 @@ class ConnectionStats:
     bytes_in: int = 0
     bytes_out: int = 0
     last_error: str = ""
+    stalls: int = 0  # reader wake-ups more than STALL_S late: the process was not running
     rejected_by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -234,6 +236,8 @@ class HandpieceConnection:
         self._futures: dict[int, _Waiter] = {}
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stepped: HostLink | None = None  # the link the reader last stepped, and when
+        self._last_step = 0.0
         self.info: DeviceInfo | None = None
         self.stats = ConnectionStats()
 
@@ -349,6 +353,8 @@ class HandpieceConnection:
         transport, link = self._transport, self._link
         if transport is None or link is None:
             return
+        if link is not self._stepped:  # a new link: its first step has no earlier one
+            self._stepped, self._last_step = link, self.clock()
         timeout = min(max(link.next_deadline() - self.clock(), 0.0), 0.02)
         try:
             data = transport.read(timeout)
@@ -361,6 +367,12 @@ class HandpieceConnection:
             if self._link is not link:
                 return
             now = self.clock()
+            # Back more than STALL_S later than the last step and the wait allow: this thread
+            # was not running (SR-09: HostLink.defer_silence, docs/protocol.md 10).
+            if now - (self._last_step + timeout) > STALL_S:
+                self.stats.stalls += 1
+                link.defer_silence(now)
+            self._last_step = now
             if data:
                 self.stats.bytes_in += len(data)
                 link.receive_data(data, now)

@@ -3,6 +3,7 @@ cable and the reconnect that identifies the handpiece again before anything else
 
 from __future__ import annotations
 
+import math
 import queue
 import socket
 import threading
@@ -24,6 +25,7 @@ from drivers.protocol import (
     Ack,
     Arm,
     GetStatus,
+    LinkSilent,
     NakReason,
     SetParams,
     SimControl,
@@ -32,6 +34,8 @@ from drivers.protocol import (
 from drivers.sim.firmware import SimulatedHandpiece
 from drivers.sim.server import TcpServer
 from drivers.transport import TransportError, open_transport
+
+from .clocks import Steppable
 
 
 @pytest.fixture
@@ -85,6 +89,36 @@ def test_closing_a_socket_url_closes_the_socket_without_pyserials_sleep(
     # The simulator sees the host leave and takes the next one at once.
     with HandpieceConnection(tcp_sim.url, reconnect=False) as conn:
         assert isinstance(conn.call(GetStatus()), Status)
+
+
+@pytest.mark.req("SR-09")
+@pytest.mark.parametrize("detect", [True, False], ids=["stall-detected", "stall-counted"])
+def test_a_stall_of_the_host_is_not_silence_of_the_device(
+    tcp_sim: TcpServer, monkeypatch: pytest.MonkeyPatch, detect: bool
+) -> None:
+    """The host's clock jumps 0.4 s, as it does for a process that was not running: the reader
+    sends the heartbeat now due and hears the answer, so the device is not silent. Counted as
+    silence (stall detection off) the same jump declares the link lost: the control."""
+    if not detect:
+        monkeypatch.setattr("drivers.host.STALL_S", math.inf)
+    events: queue.Queue[Notification] = queue.Queue()
+    clock = Steppable()
+    with HandpieceConnection(tcp_sim.url, on_event=events.put, reconnect=False, clock=clock) as c:
+        time.sleep(0.1)
+        clock.offset += 0.4
+        time.sleep(0.2)
+        silent = [e for e in drain(events) if isinstance(e, LinkSilent)]
+        assert bool(silent) is not detect, silent
+        assert (c.stats.stalls >= 1) is detect
+        if detect:
+            assert isinstance(c.call(GetStatus()), Status)
+
+
+def drain(events: queue.Queue[Notification]) -> list[Notification]:
+    out = []
+    while not events.empty():
+        out.append(events.get_nowait())
+    return out
 
 
 def test_identify_over_tcp(tcp_sim: TcpServer) -> None:

@@ -505,6 +505,47 @@ def test_link_silent_after_250_ms_without_device_frames() -> None:
 
 
 @pytest.mark.req("SR-09")
+def test_after_a_stall_of_its_own_the_host_gives_the_device_one_round_trip() -> None:
+    """The host's I/O thread was not running from 0.1 s to 0.4 s: the device's silence was due
+    at 0.25 s, but a device that shared the stall gets one round trip from the wake-up."""
+    bench = Bench()
+    bench.now = 0.4
+    bench.host.defer_silence(0.4)
+    assert bench.host.next_deadline() <= 0.4 + RETRY_TIMEOUT
+    bench.tick(0.4 + RETRY_TIMEOUT - 0.001)
+    assert bench.events() == []
+    bench.tick(0.4 + RETRY_TIMEOUT)  # nothing came in the round trip: silent, as SR-09 says
+    assert bench.events() == [LinkSilent(pytest.approx(0.4 + RETRY_TIMEOUT))]
+
+
+@pytest.mark.req("SR-09")
+def test_a_device_heard_within_the_round_trip_after_a_stall_is_not_silent() -> None:
+    bench = Bench(heartbeat=HEARTBEAT_INTERVAL)
+    bench.host.defer_silence(0.4)
+    bench.tick(0.4)  # the heartbeat, overdue, goes out at the wake-up ...
+    assert [type(c) for c in bench.host.pending()] == [Heartbeat]
+    bench.round_trip()  # ... and the device answers it
+    assert bench.host.pending() == []
+    bench.tick(0.4 + RETRY_TIMEOUT)
+    bench.round_trip()
+    bench.tick(0.4 + LINK_TIMEOUT - 0.001)
+    assert [e for e in bench.events() if isinstance(e, LinkSilent)] == []
+
+
+@pytest.mark.req("SR-09")
+@given(stall_end=st.floats(0.0, 2.0), last_heard=st.floats(0.0, 2.0), now=st.floats(0.0, 3.0))
+def test_deferring_silence_never_makes_it_sooner_nor_later_than_one_round_trip(
+    stall_end: float, last_heard: float, now: float
+) -> None:
+    host = HostLink(last_heard, first_seq=1, heartbeat_interval=None)
+    due = host.next_deadline()
+    host.defer_silence(stall_end)
+    deferred = host.next_deadline()
+    assert deferred >= due
+    assert deferred == max(due, stall_end + RETRY_TIMEOUT)
+
+
+@pytest.mark.req("SR-09")
 @pytest.mark.req("SR-16")
 def test_only_valid_device_frames_count_as_hearing_from_the_device() -> None:
     bench = Bench()

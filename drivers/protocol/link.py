@@ -35,6 +35,10 @@ SR09_MAX_GAP = 0.100  # SR-09: the host writes a valid frame at least this often
 # 100 ms, a margin for the I/O thread waking late (measured 0.2-1.6 ms late on a loaded machine).
 HEARTBEAT_INTERVAL = 0.080
 LINK_TIMEOUT = 0.250  # SR-09: either end declares the link dead after this much silence
+# A host whose own wait ended this much past its deadline was not running (the machine stalled:
+# 0.2-0.25 s seen here under load). A device that shared the stall (a simulator on the same
+# machine) then gets one round trip, the retry timeout, before its silence counts (SR-09).
+STALL_S = 0.025
 RETRY_TIMEOUT = 0.050  # a command unanswered for this long is sent again
 MAX_ATTEMPTS = 4  # first transmission plus three retries, then CommandFailed
 
@@ -140,6 +144,7 @@ class HostLink:
         self._events: deque[LinkEvent] = deque()
         self._last_tx = now
         self._last_rx = now
+        self._silence_floor = now  # silence is declared no sooner than this (defer_silence)
         self._silent_reported = False
         self._last_event_no: int | None = None
         self._boot_id: int | None = None  # of the last BOOT seen: a repeat of it is a duplicate
@@ -196,7 +201,7 @@ class HostLink:
     def tick(self, now: float) -> None:
         # Compare with the same sums next_deadline() returns, so that a tick at that deadline
         # acts (now - last >= interval can be False there by float rounding).
-        if not self._silent_reported and now >= self._last_rx + self.link_timeout:
+        if not self._silent_reported and now >= self._silent_at():
             self._silent_reported = True
             self._events.append(LinkSilent(now - self._last_rx))
         for pending in list(self._inflight.values()):
@@ -226,13 +231,24 @@ class HostLink:
         ):
             self.send(Heartbeat(), now)
 
+    def defer_silence(self, now: float) -> None:
+        """The I/O layer was not running until `now` (its wait ended more than STALL_S late).
+        Whatever the device sent meanwhile is read first, as always; but a device that shared
+        the stall had no chance to speak, so it gets one round trip (the heartbeat now due, and
+        its answer: `retry_timeout`) before the link counts as silent. Never sooner than the
+        silence that was already due: this only ever defers, by at most one round trip."""
+        self._silence_floor = max(self._silence_floor, now + self.retry_timeout)
+
+    def _silent_at(self) -> float:
+        return max(self._last_rx + self.link_timeout, self._silence_floor)
+
     def next_deadline(self) -> float:
         """The latest time by which tick() must be called again."""
         deadlines = [p.deadline for p in self._inflight.values()]
         if self.heartbeat_interval is not None:
             deadlines.append(self._last_tx + self.heartbeat_interval)
         if not self._silent_reported:
-            deadlines.append(self._last_rx + self.link_timeout)
+            deadlines.append(self._silent_at())
         return min(deadlines) if deadlines else float("inf")
 
     # -- receiving --------------------------------------------------------------------------------
