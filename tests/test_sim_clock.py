@@ -61,22 +61,34 @@ def test_a_late_wake_up_is_left_out_and_time_resumes_from_the_plan() -> None:
 LATENESS = st.floats(0.0, 0.5).filter(lambda late: abs(late - STALL_S) > 1e-6)  # not the edge
 
 
-@given(steps=st.lists(st.tuples(st.floats(0.0, 0.1), LATENESS), max_size=40))  # (wait, late)
+@given(
+    steps=st.lists(
+        # (the loop's own work, the model's next deadline after its time, woke this late)
+        st.tuples(st.floats(0.0, 0.2), st.floats(0.0, 0.1), LATENESS),
+        max_size=40,
+    )
+)
 def test_firmware_time_never_runs_back_and_loses_exactly_the_stalls(
-    steps: list[tuple[float, float]],
+    steps: list[tuple[float, float, float]],
 ) -> None:
     t = [100.0]
     clock = FirmwareClock(lambda: t[0])
-    left_out = 0.0
     last = clock()
-    for wait, late in steps:
-        now = clock()
-        planned = now + wait
-        t[0] += wait + late
+    left_out = 0.0
+    for work, ahead, late in steps:
+        t[0] += work  # a stall during the loop's work makes it late as well
+        planned = last + ahead  # the model's deadlines are never before its own time
+        if clock() < planned:
+            t[0] += planned - clock()  # waited until the deadline ...
+        t[0] += late  # ... and woke this late
+        overdue = clock() - planned
         woke = clock.woke(planned)
         assert woke >= last
-        assert woke == (planned if late > STALL_S else pytest.approx(planned + late))
-        left_out += late if late > STALL_S else 0.0
+        if overdue > STALL_S:
+            assert woke == planned
+            left_out += overdue
+        else:
+            assert woke == pytest.approx(planned + overdue)
         last = woke
     assert clock.paused == pytest.approx(left_out)
     assert clock() == pytest.approx(t[0] - left_out)

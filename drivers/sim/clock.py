@@ -7,13 +7,13 @@ under load, serving loops woke 0.2-0.25 s after the deadline they asked for, hos
 in the same instant. Counted as firmware time, such a stall is silence the firmware never
 heard: its 250 ms watchdog (SR-09) fires because the simulator slept, not because the host did.
 
-So the serving loops tell the clock when they meant to wake (`woke(planned)`). A wake-up more
-than `stall_s` late is a stall: the firmware's time stops at `planned` and resumes from there,
-as if the whole simulated device had been paused. Nothing is fired to catch up, nothing times
-out; a host that really went silent still trips the watchdog `watchdog_s` of firmware time
-after its last frame, since only the simulator's own oversleep is left out, never the time
-it spent waiting. The host's clock is untouched: this is a property of the model, not of the
-product.
+So the serving loops tell the clock when they meant to wake (`woke(planned)`: the model's next
+deadline, even if it passed while the loop was busy). A wake-up more than `stall_s` late is a
+stall: the firmware's time stops at `planned` and resumes from there, as if the whole simulated
+device had been paused. Nothing is fired to catch up, nothing times out; a host that really
+went silent still trips the watchdog `watchdog_s` of firmware time after its last frame, since
+only the simulator's own oversleep is left out, never the time it spent waiting. This is a
+property of the model; the host has its own, bounded allowance (HostLink.defer_silence).
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ class FirmwareClock:
         return self._clock() - self.paused
 
     def woke(self, planned: float) -> float:
-        """The firmware's time after a wait meant to end by `planned`: firmware time, no
-        earlier than the clock read before the wait (or time would run backwards)."""
+        """The firmware's time after a wait meant to end by `planned` (firmware time): the
+        model's next deadline, which may have passed before the wait began if the loop itself
+        ran late (a stall during its work counts as one). Never before the model's own time,
+        which the model's deadlines never are, so firmware time never runs back."""
         now = self()
         late = now - planned
         if late <= self.stall_s:

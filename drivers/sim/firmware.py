@@ -168,7 +168,9 @@ class SimulatedHandpiece:
         deadlines = [self.now + 0.05]
         if self.state is DeviceState.EMITTING:
             deadlines.append(self.next_pulse)
-        elif self.state is DeviceState.ARMED:
+        elif self.state is DeviceState.ARMED and self.ready_at > self.now:
+            # Once ready, nothing is due until an input changes (the footswitch): a ready time
+            # in the past here made every serving loop spin while ARMED.
             deadlines.append(self.ready_at)
         if self.last_rx is not None and self.state in (DeviceState.ARMED, DeviceState.EMITTING):
             deadlines.append(self.last_rx + self.watchdog_s)

@@ -92,8 +92,10 @@ def serve_channel(
         now = clock()
         deadlines = [sim.next_deadline(), now + 0.05]
         deadlines += [t for t in (inbound.next_due(), outbound.next_due()) if t is not None]
-        wake = max(now, min(deadlines))
-        readable, _, _ = select.select([channel.fd], [], [], wake - now)
+        # Already past if this loop ran late (a stall during its work counts too); never before
+        # the model's own time, or a stall would stop firmware time there for good.
+        wake = max(min(deadlines), sim.now)
+        readable, _, _ = select.select([channel.fd], [], [], max(0.0, wake - now))
         now = clock.woke(wake)
         if readable:
             data = channel.recv()
@@ -176,7 +178,7 @@ class TcpServer:
             now = self.clock()
             self.sim.tick(now)
             self.sim.output(now)
-            wake = max(now, min(now + 0.1, self.sim.next_deadline()))
+            wake = max(min(now + 0.1, self.sim.next_deadline()), self.sim.now)
             self.listener.settimeout(max(0.001, wake - now))
             try:
                 conn, _ = self.listener.accept()

@@ -284,8 +284,8 @@ class SimulatedUsbHandpiece:
                     self._in += output[: max(0, room)]
                     self._cond.notify_all()
                 # The lock is ours until wait(): no transfer can have come in meanwhile.
-                wake = max(now, self.sim.next_deadline())
-                self._cond.wait(wake - now)
+                wake = max(self.sim.next_deadline(), self.sim.now)  # as in serve_channel
+                self._cond.wait(max(0.0, wake - now))
                 now = clock.woke(wake)
 
     def start(self, bus_number: int, next_address: Callable[[], int]) -> None:
