@@ -543,6 +543,23 @@ def test_deferring_silence_never_makes_it_sooner_nor_later_than_one_round_trip(
     deferred = host.next_deadline()
     assert deferred >= due
     assert deferred == max(due, stall_end + RETRY_TIMEOUT)
+    host.defer_silence(stall_end + 1.0)  # once per silence: a second stall defers no further
+    assert host.next_deadline() == deferred or deferred == due
+
+
+@pytest.mark.req("SR-09")
+def test_a_host_late_at_every_step_still_declares_the_device_silent() -> None:
+    """The reader is 30 ms late at every step, for good: it defers the silence once, by at
+    most one round trip, and then declares it."""
+    host = HostLink(0.0, first_seq=1, heartbeat_interval=None)
+    now, silent = 0.0, None
+    while silent is None and now < 2.0:
+        now += 0.05
+        host.defer_silence(now)
+        host.tick(now)
+        silent = next((e for e in iter(host.next_event, None) if isinstance(e, LinkSilent)), None)
+    assert silent is not None
+    assert LINK_TIMEOUT <= now <= LINK_TIMEOUT + RETRY_TIMEOUT + 0.05
 
 
 @pytest.mark.req("SR-09")

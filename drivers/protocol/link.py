@@ -145,6 +145,7 @@ class HostLink:
         self._last_tx = now
         self._last_rx = now
         self._silence_floor = now  # silence is declared no sooner than this (defer_silence)
+        self._deferred = False  # defer_silence used since the device was last heard
         self._silent_reported = False
         self._last_event_no: int | None = None
         self._boot_id: int | None = None  # of the last BOOT seen: a repeat of it is a duplicate
@@ -235,9 +236,15 @@ class HostLink:
         """The I/O layer was not running until `now` (its wait ended more than STALL_S late).
         Whatever the device sent meanwhile is read first, as always; but a device that shared
         the stall had no chance to speak, so it gets one round trip (the heartbeat now due, and
-        its answer: `retry_timeout`) before the link counts as silent. Never sooner than the
-        silence that was already due: this only ever defers, by at most one round trip."""
-        self._silence_floor = max(self._silence_floor, now + self.retry_timeout)
+        its answer: `retry_timeout`) before the link counts as silent.
+
+        Once per silence: a host late at every step (a machine overloaded for good) still
+        declares the device silent, at most one round trip late. A deferral that would change
+        nothing (the silence is more than a round trip away) does not use it up."""
+        if self._deferred or now + self.retry_timeout <= self._last_rx + self.link_timeout:
+            return
+        self._deferred = True
+        self._silence_floor = now + self.retry_timeout
 
     def _silent_at(self) -> float:
         return max(self._last_rx + self.link_timeout, self._silence_floor)
@@ -272,6 +279,7 @@ class HostLink:
             self._reject(exc)
             return
         self._last_rx = now
+        self._deferred = False
         self._silent_reported = False
         if isinstance(message, Response):
             pending = self._inflight.pop(frame.seq, None)
