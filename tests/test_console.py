@@ -434,6 +434,9 @@ def test_every_fault_is_shown_with_its_cause_what_to_do_and_how_to_reset(
         await until(pilot, lambda: state(app) is State.STANDBY, "STANDBY after lifting")
         await until(pilot, lambda: f"{interlock} open" in messages(app), "why")
         assert app.view is not None and not app.view.causes
+        # The panel must have shown it open before "closed" can mean the handpiece is back: the
+        # device's FAULT (the transition) can be published a moment before its STATUS.
+        await until(pilot, lambda: reading(app, interlock) == "open", f"{interlock} open")
         await keys(pilot, "5")
         await until(pilot, lambda: reading(app, interlock) == "closed", f"{interlock} closed")
         await keys(pilot, "a")

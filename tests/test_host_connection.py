@@ -33,7 +33,7 @@ from drivers.protocol import (
 )
 from drivers.sim.firmware import SimulatedHandpiece
 from drivers.sim.server import TcpServer
-from drivers.transport import TransportError, open_transport
+from drivers.transport import Transport, TransportError, open_transport
 
 from .clocks import Steppable
 
@@ -73,13 +73,11 @@ def test_closing_a_socket_url_closes_the_socket_without_pyserials_sleep(
     tcp_sim: TcpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pyserial's socket:// close() sleeps 0.3 s; ours closes the socket itself."""
-    from serial.urlhandler import protocol_socket
-
     sleeps: list[float] = []
     transport = open_transport(tcp_sim.url)
     sock = transport._port._socket  # type: ignore[attr-defined]
     with monkeypatch.context() as patch:  # time.sleep is every thread's: patched only here
-        patch.setattr(protocol_socket.time, "sleep", sleeps.append)
+        patch.setattr(time, "sleep", sleeps.append)  # what pyserial's close() calls
         transport.close()
     assert sleeps == []
     assert sock.fileno() == -1  # closed
@@ -149,7 +147,17 @@ def test_arm_unanswered_counts_as_not_armed(tcp_sim: TcpServer) -> None:
 
 def test_pulled_cable_reconnects_and_identifies_first(tcp_sim: TcpServer) -> None:
     events: queue.Queue[Notification] = queue.Queue()
-    conn = HandpieceConnection(tcp_sim.url, on_event=events.put, reconnect=True)
+    opens: list[str] = []
+    replugged = threading.Event()
+
+    def opener(url: str) -> Transport:
+        """The cable stays out until the test has seen the link down."""
+        opens.append(url)
+        if len(opens) > 1:
+            assert replugged.wait(5.0), "never replugged"
+        return open_transport(url)
+
+    conn = HandpieceConnection(tcp_sim.url, on_event=events.put, reconnect=True, opener=opener)
     first = conn.open()
     try:
         # Pull the cable: shut the host's socket from under the connection.
@@ -160,6 +168,7 @@ def test_pulled_cable_reconnects_and_identifies_first(tcp_sim: TcpServer) -> Non
         assert isinstance(lost, TransportLost)
         with pytest.raises(LinkDown):
             conn.call(GetStatus(), timeout=0.2)
+        replugged.set()
         again = wait_for(events, Reconnected)
         assert isinstance(again, Reconnected)
         assert again.info.serial == first.serial
