@@ -24,6 +24,7 @@ from laserctl.controller.events import (
     InternalError,
     RecordShot,
     RequestArm,
+    RequestDisarm,
     RequestEStop,
     RequestReset,
     Send,
@@ -168,13 +169,71 @@ def test_a_reboot_mid_session_enters_fault_and_the_counter_reset_is_named() -> N
     assert bench.core.ledger.device_fired == fired
     bench.inject("release")
     reset_to_standby(bench)
-    # The session goes on with the new counter epoch.
+    # The new counter epoch is followed (a status's counter is not taken for a gap) ...
+    bench.run(0.3)
+    assert bench.state is State.STANDBY and not bench.core.causes
+    assert bench.core.ledger.device_fired == fired
+    # ... but the grant's unreported pulses count as delivered (SR-08): no budget is left.
+    bench.operator(ConfirmEyewear())
+    bench.operator(RequestArm())
+    bench.run(0.3)
+    assert bench.state is State.STANDBY
+    assert "session budget used up" in bench.core.refusals[-1].reason
+
+
+@pytest.mark.req("SR-08")
+def test_pulses_a_reboot_hid_count_as_delivered() -> None:
+    """The cable is out mid-burst: the device fires on, unseen, until its watchdog; then it
+    reboots and loses its counter and buffer. Those pulses can never be re-read, so what of
+    the grant the host did not see counts as delivered, and no later grant can take the
+    session past the plan's limits."""
+    bench = emitting()
+    core = bench.core
+    granted, seen = core.grant, core.shots_in_grant
+    bench.inject("pull cable")
+    bench.run(0.4)  # fires until the device's watchdog stops it (SR-09)
+    fired_unseen = bench.sim.shot_no - core.shots_seen
+    assert fired_unseen > 0
+    bench.inject("reboot")
+    bench.inject("replug")
+    bench.run(0.3)
+    assert core.pulses_in_doubt == granted - seen >= fired_unseen
+    assert core.dose.pulses == core.shots_seen + core.pulses_in_doubt
+    assert any("count as delivered (SR-08)" in w for w in core.warnings)
+    assert core.report()["pulses_in_doubt"] == core.pulses_in_doubt
+    # The grant had taken all the dose left (its margin included): charged in full, it leaves
+    # none, and the session cannot be armed again.
+    bench.inject("release")
+    reset_to_standby(bench)
+    bench.operator(ConfirmEyewear())
+    bench.operator(RequestArm())
+    bench.run(0.5)
+    assert bench.state is State.STANDBY
+    assert "session budget used up (max_fluence_j_cm2" in core.refusals[-1].reason
+
+
+@pytest.mark.req("SR-08")
+def test_a_grant_the_device_finished_and_reported_owes_nothing_after_a_reboot() -> None:
+    bench = emitting()
+    bench.inject("release")
+    bench.operator(RequestDisarm())
+    bench.run(0.3)  # DISARM answered, a STATUS with the device IDLE and every shot recorded
+    assert not bench.core.grant_open
+    bench.inject("reboot")
+    bench.run(0.3)
+    assert bench.state is State.FAULT  # the reboot is still a fault (SR-15) ...
+    assert bench.core.pulses_in_doubt == 0  # ... but nothing was hidden by it
+    assert bench.core.dose.pulses == bench.core.shots_seen
+    # The session goes on, and the new counter epoch's shots are counted.
+    fired = bench.core.shots_seen
+    reset_to_standby(bench)
     bench.operator(ConfirmEyewear())
     bench.operator(RequestArm())
     bench.run(1.0)
     bench.inject("press")
     bench.run(0.35)
     bench.inject("release")
+    assert bench.sim.shot_no > 0
     assert bench.core.shots_seen == fired + bench.sim.shot_no
     assert bench.core.ledger.device_fired == fired + bench.sim.shot_no
 

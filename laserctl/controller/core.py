@@ -81,6 +81,7 @@ from ..safety.interlocks import (
     worst_effect,
 )
 from ..safety.limits import (
+    GRANT_MARGIN,
     DoseUsed,
     Grant,
     LimitExceeded,
@@ -251,6 +252,11 @@ class Controller:
         self.device_may_fire = False
         self.grant = 0
         self.shots_in_grant = 0
+        # The last grant may still be fired on (or its shots not all recorded): from ARM sent
+        # until a STATUS shows the device disarmed with every shot it counted recorded.
+        self.grant_open = False
+        self._grant_fluence = 0.0  # J/cm2 charged per pulse in doubt: the grant's, with margin
+        self.pulses_in_doubt = 0
         self.arm_sent_at: float | None = None
         self.ready_at: float | None = None
         self.last_activity = now
@@ -675,6 +681,9 @@ class Controller:
         grant = self._grant()
         self.grant = grant.pulses
         self.shots_in_grant = 0
+        self.grant_open = True
+        handpiece = self.device.handpiece if self.device else self.plan.handpiece
+        self._grant_fluence = fluence_per_pulse(handpiece, self.params) * GRANT_MARGIN
         self.arm_sent_at = self.now
         self.device_may_fire = True
         delay_ms = round(self.plan.ready_delay_s * 1000)
@@ -875,6 +884,7 @@ class Controller:
             case Arm():
                 self._arm_token = None
                 self.device_may_fire = False
+                self.grant_open = False  # refused: the device never held this grant
                 self._refuse("ARM", reason)
             case SelfTest():
                 if self.state is State.SELF_TEST:
@@ -962,6 +972,7 @@ class Controller:
             # counter below the durable mark went back (a reboot that lost it, SR-11).
             if body.shot_no < ledger.upto:
                 old = ledger.upto
+                self._count_shots_in_doubt("lost its shot counter")
                 ledger.rebase(body.shot_no)
                 self._latch(
                     Cause(
@@ -973,6 +984,13 @@ class Controller:
                 ledger.device_count = max(ledger.device_count or 0, body.shot_no)
                 if ledger.missing and ledger.replays_due == 0:
                     self._recover_shots()
+        if (
+            self.grant_open
+            and _device_state(body.state) not in (DeviceState.ARMED, DeviceState.EMITTING)
+            and ledger.upto is not None
+            and body.shot_no <= ledger.upto
+        ):
+            self.grant_open = False  # disarmed, and every shot it counted is recorded
         if previous is not None and previous.footswitch != body.footswitch:
             self.last_activity = self.now
         device_state = _device_state(body.state)
@@ -1055,7 +1073,28 @@ class Controller:
         else:
             if code is FaultCode.WATCHDOG:
                 self.device_may_fire = False
+            elif code is FaultCode.REBOOTED:
+                self._count_shots_in_doubt("lost its shot counter in a reboot")
             self._latch(_device_fault_cause(code, event.detail, event.value))
+
+    def _count_shots_in_doubt(self, what: str) -> None:
+        """SR-08: the device lost its shot counter and buffer, so the pulses of the open grant
+        it fired but never reported are gone for good. Unknown counts as delivered: what of the
+        grant was not seen is charged to the budget, at the grant's dose per pulse with its
+        margin, so the rest of the session can never exceed the plan's limits because a reboot
+        hid pulses. Once per grant; a grant the device is known to have finished owes none."""
+        if not self.grant_open:
+            return
+        self.grant_open = False
+        doubt = max(0, self.grant - self.shots_in_grant)
+        if doubt == 0:
+            return
+        self.pulses_in_doubt += doubt
+        self.dose = self.dose.add(self._grant_fluence, doubt)
+        self._warn(
+            f"the device {what}: {doubt} of the {self.grant} pulses granted were never reported"
+            " and count as delivered (SR-08)"
+        )
 
     # ---- shots ------------------------------------------------------------------------------
     def _on_shot(self, shot: Shot) -> None:
@@ -1098,6 +1137,7 @@ class Controller:
                 if self.count_recovered:  # fired in this (resumed) session before the crash
                     self.dose = self.dose.add(fluence)
             if accepted is Accept.BACKWARDS:
+                self._count_shots_in_doubt("restarted its shot counter")
                 self._latch(
                     Cause(
                         CauseKind.SHOT_COUNTER,
@@ -1297,6 +1337,7 @@ class Controller:
             "shots_seen": self.shots_seen,
             "shots_recovered": self.shots_recovered,
             "pulses_used": self.dose.pulses,
+            "pulses_in_doubt": self.pulses_in_doubt,
             "fluence_used_j_cm2": round(self.dose.fluence_j_cm2, 3),
             "faults": [
                 {"at": round(f.at, 3), "state": str(f.state), "kind": str(f.kind), "cause": f.cause}

@@ -177,8 +177,9 @@ class DoseUsed:
     pulses: int = 0
     fluence_j_cm2: float = 0.0
 
-    def add(self, fluence: float) -> DoseUsed:
-        return DoseUsed(self.pulses + 1, self.fluence_j_cm2 + fluence)
+    def add(self, fluence: float, pulses: int = 1) -> DoseUsed:
+        """`pulses` more, each of `fluence` J/cm2."""
+        return DoseUsed(self.pulses + pulses, self.fluence_j_cm2 + fluence * pulses)
 
 
 @dataclass(frozen=True, slots=True)
