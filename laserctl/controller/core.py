@@ -256,6 +256,7 @@ class Controller:
         # until a STATUS shows the device disarmed with every shot it counted recorded.
         self.grant_open = False
         self._grant_fluence = 0.0  # J/cm2 charged per pulse in doubt: the grant's, with margin
+        self._pulses_at_grant = 0  # dose.pulses when it was sent
         self.pulses_in_doubt = 0
         self.arm_sent_at: float | None = None
         self.ready_at: float | None = None
@@ -682,6 +683,7 @@ class Controller:
         self.grant = grant.pulses
         self.shots_in_grant = 0
         self.grant_open = True
+        self._pulses_at_grant = self.dose.pulses
         handpiece = self.device.handpiece if self.device else self.plan.handpiece
         self._grant_fluence = fluence_per_pulse(handpiece, self.params) * GRANT_MARGIN
         self.arm_sent_at = self.now
@@ -1086,7 +1088,9 @@ class Controller:
         if not self.grant_open:
             return
         self.grant_open = False
-        doubt = max(0, self.grant - self.shots_in_grant)
+        # Its shots seen live, or re-read (lost events): the more of the two counts.
+        seen = max(self.shots_in_grant, self.dose.pulses - self._pulses_at_grant)
+        doubt = max(0, self.grant - seen)
         if doubt == 0:
             return
         self.pulses_in_doubt += doubt
