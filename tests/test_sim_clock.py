@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -103,21 +103,23 @@ class Served:
 
 
 @contextmanager
-def pty_server(stall_s: float, watchdog_s: float = WATCHDOG_S) -> Iterator[Served]:
+def stream_server(
+    kind: type[PtyServer | TcpServer], stall_s: float, watchdog_s: float = WATCHDOG_S
+) -> Iterator[Served]:
     base = Steppable()
     sim = SimulatedHandpiece("fractional-1550", seed=3, now=base(), watchdog_s=watchdog_s)
-    server = PtyServer(sim, clock=FirmwareClock(base, stall_s=stall_s))
+    server = kind(sim, clock=FirmwareClock(base, stall_s=stall_s))
+    url = server.path if isinstance(server, PtyServer) else server.url
     with serving(server.serve_forever, server.stop, server.close):
-        yield Served(server.path, sim, base)
+        yield Served(url, sim, base)
 
 
-@contextmanager
-def tcp_server(stall_s: float, watchdog_s: float = WATCHDOG_S) -> Iterator[Served]:
-    base = Steppable()
-    sim = SimulatedHandpiece("fractional-1550", seed=3, now=base(), watchdog_s=watchdog_s)
-    server = TcpServer(sim, clock=FirmwareClock(base, stall_s=stall_s))
-    with serving(server.serve_forever, server.stop, server.close):
-        yield Served(server.url, sim, base)
+def pty_server(stall_s: float, watchdog_s: float = WATCHDOG_S) -> AbstractContextManager[Served]:
+    return stream_server(PtyServer, stall_s, watchdog_s)
+
+
+def tcp_server(stall_s: float, watchdog_s: float = WATCHDOG_S) -> AbstractContextManager[Served]:
+    return stream_server(TcpServer, stall_s, watchdog_s)
 
 
 @contextmanager
