@@ -273,7 +273,8 @@ def test_a_noisy_line_corrupting_both_directions_changes_nothing_that_is_logged(
             sim.stop()
 
 
-# ---- reboot (SR-15, SR-11) -----------------------------------------------------------------------
+# ---- reboot (SR-15, SR-11, SR-08) ----------------------------------------------------------------
+@pytest.mark.req("SR-08")
 @pytest.mark.req("SR-11")
 @pytest.mark.req("SR-15")
 def test_device_reboot_mid_session_faults_and_the_log_keeps_both_boots_apart(
