@@ -51,6 +51,16 @@ def before(dut: Dut) -> int:
     return dut.counter() if dut.persistent else 0
 
 
+def run_on_abdomen(dut: Dut, tmp_path: Path, script: Script) -> tuple[int, Path, SessionResult]:
+    """`laserctl session` running `script` on the abdomen (100 pulses) into a fresh shot log:
+    the device counter before it, the log, and the session's result (which must have run)."""
+    first = before(dut)
+    db = tmp_path / "log.db"
+    result = dut.session(db, "abdomen", script.text(), max_pulses=100)
+    assert result.returncode == 0, result.stderr
+    return first, db, result
+
+
 def seen(script: Script, result: SessionResult, label: str) -> int:
     value = script.at(result, label)["shots_seen"]
     assert isinstance(value, int)
@@ -78,10 +88,7 @@ def test_interlocks_opened_mid_burst_stop_emission_latch_or_drop_to_standby(
     s.add(f"sim close {soft}", "release", "arm", label="re-armed")
     s.add("press 3", label="burst 3")
     s.add("release", "disarm")
-    first = before(dut)
-    db = tmp_path / "log.db"
-    result = dut.session(db, "abdomen", s.text(), max_pulses=100)
-    assert result.returncode == 0, result.stderr
+    first, db, result = run_on_abdomen(dut, tmp_path, s)
     assert result.data["errors"] == []
     # The door: FAULT, latched, out of EMITTING; no pulse while it was open.
     [door] = result.data["faults"]
@@ -127,10 +134,7 @@ def test_estop_mid_burst_latches_and_needs_release_reset_and_self_test(
     s.add("release", "reset", label="reset 2")
     s.add("confirm eyewear", "arm", "press 2", label="burst 4")
     s.add("release", "disarm")
-    first = before(dut)
-    db = tmp_path / "log.db"
-    result = dut.session(db, "abdomen", s.text(), max_pulses=100)
-    assert result.returncode == 0, result.stderr
+    first, db, result = run_on_abdomen(dut, tmp_path, s)
     pressed = result.fault("e-stop pressed")
     by_operator = result.fault("e-stop by the operator")
     assert pressed["kind"] == by_operator["kind"] == "estop"
@@ -171,10 +175,7 @@ def test_cable_pulled_mid_burst_and_replugged_rereads_the_shots_fired_meanwhile(
     s.add("release", "reset", label="reset")
     s.add("confirm eyewear", "arm", "press 3", label="again")
     s.add("release", "disarm")
-    first = before(dut)
-    db = tmp_path / "log.db"
-    result = dut.session(db, "abdomen", s.text(), max_pulses=100)
-    assert result.returncode == 0, result.stderr
+    first, db, result = run_on_abdomen(dut, tmp_path, s)
     silent = result.fault("device silent for", "SR-09")
     assert silent["kind"] == "link" and silent["state"] == "EMITTING"
     assert s.at(result, "pulled 1 s")["state"] == "FAULT"
@@ -206,10 +207,7 @@ def test_garbage_and_corrupted_frames_from_the_device_are_never_acted_upon(
     s.add("confirm eyewear", "arm", "press", "wait 0.3", "sim garbage 64", "wait 0.3")
     s.add("sim corrupt 4", "wait 0.3", "sim truncate 3", "wait 0.4", label="burst")
     s.add("release", "disarm")
-    first = before(dut)
-    db = tmp_path / "log.db"
-    result = dut.session(db, "abdomen", s.text(), max_pulses=100)
-    assert result.returncode == 0, result.stderr
+    first, db, result = run_on_abdomen(dut, tmp_path, s)
     assert result.data["faults"] == [], result.faults
     assert result.data["errors"] == []
     assert s.at(result, "burst")["state"] == "EMITTING"  # it never stopped
@@ -291,10 +289,7 @@ def test_device_reboot_mid_session_faults_and_the_log_keeps_both_boots_apart(
     s.add("wait 0.4", label="after reboot")
     s.add("release", "reset", "wait 0.3", label="reset")
     s.add("confirm eyewear", "arm", label="again")
-    first = before(dut)
-    db = tmp_path / "log.db"
-    result = dut.session(db, "abdomen", s.text(), max_pulses=100)
-    assert result.returncode == 0, result.stderr
+    first, db, result = run_on_abdomen(dut, tmp_path, s)
     rebooted = result.fault("rebooted")
     assert rebooted["kind"] == "reboot" and rebooted["state"] == "EMITTING"
     assert result.fault("shot counter")["kind"] == "shot_counter"

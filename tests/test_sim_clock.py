@@ -29,7 +29,7 @@ from drivers.sim.server import PtyServer, TcpServer
 from drivers.sim.usb_backend import SimulatedUsbBus, SimulatedUsbHandpiece
 
 from .clocks import Steppable
-from .scenarios import Recorder, make_ready
+from .scenarios import Recorder, make_ready, poll
 
 STALL = 0.4  # longer than the watchdog: counted, it trips it whatever the heartbeat's phase
 
@@ -183,15 +183,6 @@ def watchdog_faults(recorder: Recorder) -> list[Fault]:
     ]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 @pytest.mark.req("SR-09")
 def test_a_stall_of_the_simulator_does_not_trip_the_watchdog_while_the_host_talks(
     server: str,
@@ -207,8 +198,8 @@ def test_a_stall_of_the_simulator_does_not_trip_the_watchdog_while_the_host_talk
 def test_the_same_jump_counted_as_firmware_time_trips_the_watchdog(server: str) -> None:
     with SERVERS[server](math.inf) as served, armed(served) as (_, recorder):
         served.base.offset += STALL
-        assert wait_until(lambda: served.sim.state is DeviceState.IDLE)
-        assert wait_until(lambda: bool(watchdog_faults(recorder)))
+        poll(lambda: served.sim.state is DeviceState.IDLE, 3.0, "disarmed by the watchdog")
+        poll(lambda: bool(watchdog_faults(recorder)), 3.0, "FAULT WATCHDOG")
 
 
 @pytest.mark.req("SR-09")
@@ -222,4 +213,4 @@ def test_a_silent_host_still_trips_the_watchdog_across_a_stall(server: str) -> N
         # Nothing else disarms it: no DISARM was sent, no pulse used the grant.
         served.base.offset += STALL
         assert served.sim.state is DeviceState.ARMED
-        assert wait_until(lambda: served.sim.state is DeviceState.IDLE)
+        poll(lambda: served.sim.state is DeviceState.IDLE, 3.0, "disarmed by the watchdog")
