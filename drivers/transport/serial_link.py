@@ -49,10 +49,11 @@ class SerialTransport:
         self._port: Any = port
         # Only a plain POSIX port: subclasses (spy://, VTIME and poll variants) keep pyserial's.
         self._direct = _PosixSerial is not None and type(port) is _PosixSerial
-        sock = getattr(port, "_socket", None)
-        if isinstance(sock, socket.socket):
+        sock = getattr(port, "_socket", None)  # socket:// only
+        self._socket: socket.socket | None = sock if isinstance(sock, socket.socket) else None
+        if self._socket is not None:
             # pyserial leaves Nagle on: a frame split over two writes would wait ~40 ms.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _fd(self) -> int:
         """The open port's descriptor (pyserial sets it to None when the port is closed)."""
@@ -108,8 +109,8 @@ class SerialTransport:
             raise TransportError(f"read from {self.description} failed: {exc}") from exc
 
     def close(self) -> None:
-        sock = getattr(self._port, "_socket", None)
-        if isinstance(sock, socket.socket):
+        sock = self._socket
+        if sock is not None:
             # pyserial's socket:// close() sleeps 0.3 s "in case of quick reconnects"; our
             # simulator takes the next host from its listen queue, so close the socket here.
             with contextlib.suppress(OSError):
