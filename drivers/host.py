@@ -21,25 +21,22 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
 from drivers.protocol import (
     PROTOCOL_VERSION,
     Command,
     CommandFailed,
+    DeviceInfo,
     Disarm,
     FrameRejected,
-    HandpieceType,
     Hello,
     HelloInfo,
     HostLink,
-    Interlock,
     LinkEvent,
     Nak,
-    NakReason,
-    Param,
     Reply,
     Response,
+    describe_nak,
     encode_frame,
 )
 from drivers.protocol.link import STALL_S
@@ -47,63 +44,28 @@ from drivers.transport import Transport, TransportError, open_transport
 
 Clock = Callable[[], float]
 
+__all__ = [
+    "Clock",
+    "CommandError",
+    "CommandRefused",
+    "CommandTimeout",
+    "ConnectionCrashed",
+    "ConnectionStats",
+    "HandpieceConnection",
+    "HandshakeError",
+    "LinkDown",
+    "Notification",
+    "Reconnected",
+    "TransportLost",
+    # Moved to drivers.protocol (issue 13); re-exported for one release only, so that branches
+    # merged alongside it that still import them from here keep working. Import them from
+    # drivers.protocol; remove these two once those branches are in.
+    "DeviceInfo",
+    "describe_nak",
+]
+
 
 # ---- what the connection reports ----------------------------------------------------------
-@dataclass(frozen=True)
-class DeviceInfo:
-    """Who the handpiece says it is (HELLO_INFO), in the units of the parameter names."""
-
-    handpiece: HandpieceType
-    serial: str
-    firmware: str
-    protocol: int
-    boot_id: int
-    simulated: bool
-    wavelength_nm: int
-    interlocks: frozenset[Interlock]
-    capabilities: dict[Param, tuple[float, float]]
-
-    @classmethod
-    def from_hello(cls, hello: HelloInfo) -> DeviceInfo:
-        return cls(
-            handpiece=HandpieceType(hello.handpiece),
-            serial=hello.serial,
-            firmware=hello.firmware,
-            protocol=hello.protocol,
-            boot_id=hello.boot_id,
-            simulated=bool(hello.flags & HelloInfo.FLAG_SIMULATED),
-            wavelength_nm=hello.wavelength_nm,
-            interlocks=frozenset(i for i in Interlock if hello.interlocks & (1 << i)),
-            capabilities={
-                Param(p): (lo / 1000.0, hi / 1000.0)
-                for p, lo, hi in hello.capabilities
-                if p in Param._value2member_map_
-            },
-        )
-
-    def same_handpiece(self, other: DeviceInfo) -> bool:
-        return (self.handpiece, self.serial, self.firmware, self.protocol) == (
-            other.handpiece,
-            other.serial,
-            other.firmware,
-            other.protocol,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "handpiece": self.handpiece.slug,
-            "serial": self.serial,
-            "firmware": self.firmware,
-            "protocol": self.protocol,
-            "simulated": self.simulated,
-            "wavelength_nm": self.wavelength_nm,
-            "interlocks": sorted(i.name.lower() for i in self.interlocks),
-            "capabilities": {
-                p.field_name: {"min": lo, "max": hi} for p, (lo, hi) in self.capabilities.items()
-            },
-        }
-
-
 @dataclass(frozen=True)
 class TransportLost:
     error: str
@@ -140,24 +102,6 @@ class CommandRefused(CommandError):
     def __init__(self, command: Command, nak: Nak) -> None:
         self.command, self.nak = command, nak
         super().__init__(describe_nak(command, nak))
-
-
-def describe_nak(command: Command, nak: Nak) -> str:
-    name = type(command).__name__.upper()
-    try:
-        reason = NakReason(nak.reason).name
-    except ValueError:
-        reason = f"reason {nak.reason}"
-    detail = ""
-    if nak.reason in (NakReason.OUT_OF_RANGE, NakReason.UNKNOWN_PARAM, NakReason.NO_PARAMS):
-        with contextlib.suppress(ValueError):
-            detail = f": {Param(nak.detail).field_name}"
-        if nak.reason == NakReason.OUT_OF_RANGE:
-            detail += f" = {nak.value / 1000:g}"
-    elif nak.reason == NakReason.INTERLOCK_OPEN:
-        with contextlib.suppress(ValueError):
-            detail = f": {Interlock(nak.detail).name.lower()}"
-    return f"device refused {name}: {reason}{detail}"
 
 
 # ---- the connection -------------------------------------------------------------------------

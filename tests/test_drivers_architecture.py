@@ -65,33 +65,25 @@ def edges(known: dict[str, Path]) -> dict[str, set[str]]:
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import circle as a path that ends where it starts, or None."""
+    """One import circle as a path that ends where it starts, or None (depth first)."""
     done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        for child in sorted(graph[node]):
+            cycle = visit(child, [*path, node])
+            if cycle is not None:
+                return cycle
+        done.add(node)
+        return None
+
     for start in sorted(graph):
-        path: list[str] = []
-        on_path: set[str] = set()
-        stack: list[tuple[str, Iterator[str]]] = []
-
-        def enter(node: str) -> None:
-            path.append(node)
-            on_path.add(node)
-            stack.append((node, iter(sorted(graph[node]))))
-
-        if start in done:
-            continue
-        enter(start)
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                path.pop()
-                on_path.discard(node)
-                done.add(node)
-            elif child in on_path:
-                return [*path[path.index(child) :], child]
-            elif child not in done:
-                enter(child)
+        cycle = visit(start, [])
+        if cycle is not None:
+            return cycle
     return None
 
 
