@@ -322,10 +322,6 @@ class HostLink:
     def next_event(self) -> LinkEvent | None:
         return self._events.popleft() if self._events else None
 
-    @property
-    def frame_stats(self) -> dict[str, int]:
-        return dict(self._decoder.stats.rejected)
-
 
 # ---- device end ---------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)

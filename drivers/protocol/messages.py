@@ -13,7 +13,6 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar, Self, cast
 
-from .constants import Param
 from .framing import MalformedPayload, UnknownMessage
 
 U8 = struct.Struct("<B")
@@ -181,12 +180,6 @@ class SetParams(Command):
         values = reader.pairs(PARAM, "values")
         reader.done()
         return cls(tuple((int(p), int(v)) for p, v in values))
-
-    def as_dict(self) -> dict[Param | int, int]:
-        out: dict[Param | int, int] = {}
-        for code, value in self.values:
-            out[Param(code) if code in Param._value2member_map_ else code] = value
-        return out
 
 
 @dataclass(frozen=True, slots=True)
