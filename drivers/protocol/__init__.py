@@ -13,6 +13,7 @@ from .constants import (
     Param,
     SelfTestItem,
 )
+from .device_link import DeviceLink, IncomingCommand
 from .framing import (
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
@@ -33,11 +34,9 @@ from .identity import DeviceInfo
 from .link import (
     CommandFailed,
     DeviceEvent,
-    DeviceLink,
     EventGap,
     FrameRejected,
     HostLink,
-    IncomingCommand,
     LinkEvent,
     LinkSilent,
     Reply,
