@@ -11,6 +11,12 @@ LinkDown, the subscriber hears TransportLost, and with reconnect=True the connec
 URL with back-off and identifies the handpiece (HELLO) before anything else is sent, then reports
 Reconnected with what it found. Comparing that with the handpiece of the session is the
 controller's job (SR-15).
+
+One file because it is one object: the writers, the reader thread, reconnect and the HELLO
+handshake share one lock and one link, and each is correct only together with the others (a
+stop command written by a caller while the reader swaps links). Above it is only what the
+connection reports and raises. What it builds on without I/O is in drivers/protocol: HostLink,
+DeviceInfo (identity.py) and the wording of a NAK (refusals.py).
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ from drivers.protocol import (
     PROTOCOL_VERSION,
     Command,
     CommandFailed,
-    DeviceInfo,
     Disarm,
     FrameRejected,
     Hello,
@@ -36,33 +41,17 @@ from drivers.protocol import (
     Nak,
     Reply,
     Response,
-    describe_nak,
     encode_frame,
 )
+
+# DeviceInfo and describe_nak moved to drivers.protocol (issue 13); they are re-exported here
+# for one release only, for branches merged alongside that still import them from drivers.host.
+from drivers.protocol import DeviceInfo as DeviceInfo  # noqa: PLC0414
+from drivers.protocol import describe_nak as describe_nak  # noqa: PLC0414
 from drivers.protocol.link import STALL_S
 from drivers.transport import Transport, TransportError, open_transport
 
 Clock = Callable[[], float]
-
-__all__ = [
-    "Clock",
-    "CommandError",
-    "CommandRefused",
-    "CommandTimeout",
-    "ConnectionCrashed",
-    "ConnectionStats",
-    "HandpieceConnection",
-    "HandshakeError",
-    "LinkDown",
-    "Notification",
-    "Reconnected",
-    "TransportLost",
-    # Moved to drivers.protocol (issue 13); re-exported for one release only, so that branches
-    # merged alongside it that still import them from here keep working. Import them from
-    # drivers.protocol; remove these two once those branches are in.
-    "DeviceInfo",
-    "describe_nak",
-]
 
 
 # ---- what the connection reports ----------------------------------------------------------
