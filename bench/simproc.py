@@ -29,10 +29,10 @@ class NotingHandpiece(SimulatedHandpiece):
         self.stops: list[tuple[int, str]] = []
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
-    def _stop(self, state: DeviceState, fault: FaultCode = FaultCode.NONE) -> None:
+    def stop_emission(self, state: DeviceState, fault: FaultCode = FaultCode.NONE) -> None:
         if self.state is DeviceState.EMITTING:
             self.stops.append((time.monotonic_ns(), state.name))
-        super()._stop(state, fault)
+        super().stop_emission(state, fault)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,12 @@ LinkDown, the subscriber hears TransportLost, and with reconnect=True the connec
 URL with back-off and identifies the handpiece (HELLO) before anything else is sent, then reports
 Reconnected with what it found. Comparing that with the handpiece of the session is the
 controller's job (SR-15).
+
+One file because it is one object: the writers, the reader thread, reconnect and the HELLO
+handshake share one lock and one link, and each is correct only together with the others (a
+stop command written by a caller while the reader swaps links). Above it is only what the
+connection reports and raises. What it builds on without I/O is in drivers/protocol: HostLink,
+DeviceInfo (identity.py) and the wording of a NAK (refusals.py).
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
 from drivers.protocol import (
     PROTOCOL_VERSION,
@@ -29,19 +34,20 @@ from drivers.protocol import (
     CommandFailed,
     Disarm,
     FrameRejected,
-    HandpieceType,
     Hello,
     HelloInfo,
     HostLink,
-    Interlock,
     LinkEvent,
     Nak,
-    NakReason,
-    Param,
     Reply,
     Response,
     encode_frame,
 )
+
+# DeviceInfo and describe_nak moved to drivers.protocol (issue 13); they are re-exported here
+# for one release only, for branches merged alongside that still import them from drivers.host.
+from drivers.protocol import DeviceInfo as DeviceInfo  # noqa: PLC0414
+from drivers.protocol import describe_nak as describe_nak  # noqa: PLC0414
 from drivers.protocol.link import STALL_S
 from drivers.transport import Transport, TransportError, open_transport
 
@@ -49,61 +55,6 @@ Clock = Callable[[], float]
 
 
 # ---- what the connection reports ----------------------------------------------------------
-@dataclass(frozen=True)
-class DeviceInfo:
-    """Who the handpiece says it is (HELLO_INFO), in the units of the parameter names."""
-
-    handpiece: HandpieceType
-    serial: str
-    firmware: str
-    protocol: int
-    boot_id: int
-    simulated: bool
-    wavelength_nm: int
-    interlocks: frozenset[Interlock]
-    capabilities: dict[Param, tuple[float, float]]
-
-    @classmethod
-    def from_hello(cls, hello: HelloInfo) -> DeviceInfo:
-        return cls(
-            handpiece=HandpieceType(hello.handpiece),
-            serial=hello.serial,
-            firmware=hello.firmware,
-            protocol=hello.protocol,
-            boot_id=hello.boot_id,
-            simulated=bool(hello.flags & HelloInfo.FLAG_SIMULATED),
-            wavelength_nm=hello.wavelength_nm,
-            interlocks=frozenset(i for i in Interlock if hello.interlocks & (1 << i)),
-            capabilities={
-                Param(p): (lo / 1000.0, hi / 1000.0)
-                for p, lo, hi in hello.capabilities
-                if p in Param._value2member_map_
-            },
-        )
-
-    def same_handpiece(self, other: DeviceInfo) -> bool:
-        return (self.handpiece, self.serial, self.firmware, self.protocol) == (
-            other.handpiece,
-            other.serial,
-            other.firmware,
-            other.protocol,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "handpiece": self.handpiece.slug,
-            "serial": self.serial,
-            "firmware": self.firmware,
-            "protocol": self.protocol,
-            "simulated": self.simulated,
-            "wavelength_nm": self.wavelength_nm,
-            "interlocks": sorted(i.name.lower() for i in self.interlocks),
-            "capabilities": {
-                p.field_name: {"min": lo, "max": hi} for p, (lo, hi) in self.capabilities.items()
-            },
-        }
-
-
 @dataclass(frozen=True)
 class TransportLost:
     error: str
@@ -140,24 +91,6 @@ class CommandRefused(CommandError):
     def __init__(self, command: Command, nak: Nak) -> None:
         self.command, self.nak = command, nak
         super().__init__(describe_nak(command, nak))
-
-
-def describe_nak(command: Command, nak: Nak) -> str:
-    name = type(command).__name__.upper()
-    try:
-        reason = NakReason(nak.reason).name
-    except ValueError:
-        reason = f"reason {nak.reason}"
-    detail = ""
-    if nak.reason in (NakReason.OUT_OF_RANGE, NakReason.UNKNOWN_PARAM, NakReason.NO_PARAMS):
-        with contextlib.suppress(ValueError):
-            detail = f": {Param(nak.detail).field_name}"
-        if nak.reason == NakReason.OUT_OF_RANGE:
-            detail += f" = {nak.value / 1000:g}"
-    elif nak.reason == NakReason.INTERLOCK_OPEN:
-        with contextlib.suppress(ValueError):
-            detail = f": {Interlock(nak.detail).name.lower()}"
-    return f"device refused {name}: {reason}{detail}"
 
 
 # ---- the connection -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from drivers.host import DeviceInfo
+    from drivers.protocol import DeviceInfo
 
     from .rig import Dut
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivers.host import DeviceInfo, Reconnected, TransportLost
+from drivers.host import Reconnected, TransportLost
 from drivers.protocol import (
     PROTOCOL_VERSION,
     Arm,
     Command,
     CommandFailed,
+    DeviceInfo,
     Hello,
     HelloInfo,
     HostLink,

@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from drivers.host import CommandError, DeviceInfo, HandpieceConnection
-from drivers.protocol import SimControl
+from drivers.host import CommandError, HandpieceConnection
+from drivers.protocol import DeviceInfo, SimControl
 from laserctl.calibration import Calibration, calibrate
 from laserctl.records import open_store
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from drivers.host import DeviceInfo, HandpieceConnection
+from drivers.host import HandpieceConnection
 from drivers.protocol import (
     Arm,
     DeviceEvent,
+    DeviceInfo,
     HandpieceType,
     Param,
     SetParams,

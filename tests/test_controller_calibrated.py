@@ -9,8 +9,7 @@ import dataclasses
 
 import pytest
 
-from drivers.host import DeviceInfo
-from drivers.protocol import HelloInfo, Param, SetParams
+from drivers.protocol import DeviceInfo, HelloInfo, Param, SetParams
 from laserctl.calibration import Calibration, Point, fit_points
 from laserctl.calibration.procedure import set_points
 from laserctl.controller.core import training_calibration

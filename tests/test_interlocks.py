@@ -185,7 +185,7 @@ def test_arming_is_refused_without_a_valid_calibration() -> None:
 
 @pytest.mark.req("SR-01")
 def test_the_stand_in_calibration_refuses_a_real_handpiece() -> None:
-    from drivers.host import DeviceInfo
+    from drivers.protocol import DeviceInfo
     from laserctl.controller.core import stand_in_calibration
 
     info = DeviceInfo(

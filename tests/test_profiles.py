@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.host import DeviceInfo
-from drivers.protocol import HandpieceType, Param
+from drivers.protocol import DeviceInfo, HandpieceType, Param
 from laserctl.profiles import (
     AREAS,
     NOMINAL,

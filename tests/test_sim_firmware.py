@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.host import describe_nak
 from drivers.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -59,6 +58,7 @@ from drivers.protocol import (
     Status,
     StatusBody,
     StatusChanged,
+    describe_nak,
     encode_frame,
 )
 from drivers.sim import MODELS, InjectionError, SimulatedHandpiece

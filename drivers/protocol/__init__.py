@@ -1,4 +1,5 @@
-"""The laserctl wire protocol, sans-IO: framing, messages and the reliable command link.
+"""The laserctl wire protocol, sans-IO: framing, messages, the reliable command link, and the
+catalogue of handpiece types (what each reports in HELLO_INFO).
 
 See docs/protocol.md for the specification this package implements.
 """
@@ -12,6 +13,7 @@ from .constants import (
     Param,
     SelfTestItem,
 )
+from .device_link import DeviceLink, IncomingCommand
 from .framing import (
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
@@ -27,14 +29,14 @@ from .framing import (
     decode_frame,
     encode_frame,
 )
+from .handpieces import HANDPIECES, HandpieceSpec
+from .identity import DeviceInfo
 from .link import (
     CommandFailed,
     DeviceEvent,
-    DeviceLink,
     EventGap,
     FrameRejected,
     HostLink,
-    IncomingCommand,
     LinkEvent,
     LinkSilent,
     Reply,
@@ -72,8 +74,10 @@ from .messages import (
     StatusChanged,
     decode_message,
 )
+from .refusals import describe_nak
 
 __all__ = [
+    "HANDPIECES",
     "MAX_PAYLOAD",
     "MESSAGES",
     "PROTOCOL_VERSION",
@@ -86,6 +90,7 @@ __all__ = [
     "CommandFailed",
     "CrcMismatch",
     "DeviceEvent",
+    "DeviceInfo",
     "DeviceLink",
     "DeviceState",
     "Disarm",
@@ -97,6 +102,7 @@ __all__ = [
     "FrameDecoder",
     "FrameRejected",
     "GetStatus",
+    "HandpieceSpec",
     "HandpieceType",
     "Heartbeat",
     "Hello",
@@ -134,5 +140,6 @@ __all__ = [
     "UnsupportedVersion",
     "decode_frame",
     "decode_message",
+    "describe_nak",
     "encode_frame",
 ]

@@ -3,84 +3,33 @@
 Type codes: 0x01-0x7F host commands, 0x80-0xBF device responses (their header sequence number
 echoes the command they answer), 0xC0-0xFF device events (their payload starts with the device's
 event number). All integers are little-endian. docs/protocol.md is the specification; the worked
-examples there are checked against this module by tests/test_protocol_examples.py.
+examples there are checked against this module by tests/test_protocol_examples.py. The field
+types the payloads are made of (text, counted lists, the reader) are in payload.py.
+
+One file because it is one table, section 5 of docs/protocol.md: every message in type-code
+order next to its layout, and the registry decode_message looks them up in. Commands, responses
+and events apart would need a fourth file for the base classes and the registry, and a reader
+checking the spec against the code would lose the single page to read it from.
 """
 
 from __future__ import annotations
 
-import functools
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Self, cast
+from typing import ClassVar, Self
 
-from .constants import Param
 from .framing import MalformedPayload, UnknownMessage
-
-U8 = struct.Struct("<B")
-U32 = struct.Struct("<I")
-PARAM = struct.Struct("<BI")
-CAPABILITY = struct.Struct("<BII")
-
-ParamValues = tuple[tuple[int, int], ...]
-"""(Param code, value in thousandths of the unit) pairs, in the order sent."""
-
-
-class _Reader:
-    """Cursor over a payload; every short read is a MalformedPayload naming the field."""
-
-    def __init__(self, name: str, data: bytes) -> None:
-        self.name, self.data, self.pos = name, data, 0
-
-    def take(self, fmt: struct.Struct, field: str) -> tuple[int, ...]:
-        if self.pos + fmt.size > len(self.data):
-            raise MalformedPayload(f"{self.name}: payload ends inside field {field!r}")
-        values = fmt.unpack_from(self.data, self.pos)
-        self.pos += fmt.size
-        return values
-
-    def text(self, field: str) -> str:
-        (n,) = self.take(U8, field)
-        raw = self.data[self.pos : self.pos + n]
-        if len(raw) != n:
-            raise MalformedPayload(f"{self.name}: payload ends inside field {field!r}")
-        self.pos += n
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MalformedPayload(f"{self.name}: field {field!r} is not UTF-8") from exc
-
-    def pairs(self, fmt: struct.Struct, field: str) -> tuple[tuple[int, ...], ...]:
-        (n,) = self.take(U8, field)
-        end = self.pos + n * fmt.size
-        if end > len(self.data):
-            raise MalformedPayload(f"{self.name}: payload ends inside field {field!r}")
-        values = tuple(fmt.iter_unpack(self.data[self.pos : end]))
-        self.pos = end
-        return values
-
-    def done(self) -> None:
-        if self.pos != len(self.data):
-            extra = len(self.data) - self.pos
-            raise MalformedPayload(f"{self.name}: {extra} bytes after the last field")
-
-
-def _text(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    if len(raw) > 255:
-        raise ValueError(f"text field of {len(raw)} bytes exceeds 255")
-    return U8.pack(len(raw)) + raw
-
-
-@functools.lru_cache(maxsize=64)  # a burst of SHOT records repeats one parameter set
-def _pairs(fmt: struct.Struct, items: tuple[tuple[int, ...], ...]) -> bytes:
-    if len(items) > 255:
-        raise ValueError(f"{len(items)} entries exceed 255")
-    return U8.pack(len(items)) + b"".join(fmt.pack(*item) for item in items)
-
-
-@functools.lru_cache(maxsize=64)  # a burst of SHOT records repeats one parameter set
-def _param_pairs(data: bytes) -> ParamValues:
-    return cast(ParamValues, tuple(PARAM.iter_unpack(data)))
+from .payload import (
+    CAPABILITY,
+    PARAM,
+    U8,
+    U32,
+    ParamValues,
+    PayloadReader,
+    pack_entries,
+    pack_text,
+    unpack_param_entries,
+)
 
 
 class Message:
@@ -98,7 +47,7 @@ class Message:
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
-        reader = _Reader(cls.__name__, payload)
+        reader = PayloadReader(cls.__name__, payload)
         values = reader.take(cls.FORMAT, "fields")
         reader.done()
         return cls(*values)
@@ -173,20 +122,14 @@ class SetParams(Command):
     values: ParamValues
 
     def pack(self) -> bytes:
-        return _pairs(PARAM, self.values)
+        return pack_entries(PARAM, self.values)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
-        reader = _Reader(cls.__name__, payload)
-        values = reader.pairs(PARAM, "values")
+        reader = PayloadReader(cls.__name__, payload)
+        values = reader.entries(PARAM, "values")
         reader.done()
         return cls(tuple((int(p), int(v)) for p, v in values))
-
-    def as_dict(self) -> dict[Param | int, int]:
-        out: dict[Param | int, int] = {}
-        for code, value in self.values:
-            out[Param(code) if code in Param._value2member_map_ else code] = value
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,11 +191,11 @@ class SimControl(Command):
     command: str
 
     def pack(self) -> bytes:
-        return _text(self.command)
+        return pack_text(self.command)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
-        reader = _Reader(cls.__name__, payload)
+        reader = PayloadReader(cls.__name__, payload)
         text = reader.text("command")
         reader.done()
         return cls(text)
@@ -303,16 +246,16 @@ class HelloInfo(Response):
             self.boot_id,
             self.interlocks,
         )
-        caps = _pairs(CAPABILITY, self.capabilities)
-        return fixed + _text(self.serial) + _text(self.firmware) + caps
+        caps = pack_entries(CAPABILITY, self.capabilities)
+        return fixed + pack_text(self.serial) + pack_text(self.firmware) + caps
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
-        reader = _Reader(cls.__name__, payload)
+        reader = PayloadReader(cls.__name__, payload)
         protocol, handpiece, flags, wavelength, boot_id, mask = reader.take(HELLO_FIXED, "header")
         serial = reader.text("serial")
         firmware = reader.text("firmware")
-        caps = reader.pairs(CAPABILITY, "capabilities")
+        caps = reader.entries(CAPABILITY, "capabilities")
         reader.done()
         return cls(
             protocol,
@@ -337,7 +280,7 @@ class Status(Response):
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
-        reader = _Reader(cls.__name__, payload)
+        reader = PayloadReader(cls.__name__, payload)
         values = reader.take(STATUS_BODY, "status")
         reader.done()
         return cls(StatusBody(*values))
@@ -350,13 +293,13 @@ class SelfTestResult(Response):
     items: tuple[tuple[int, int], ...]  # (SelfTestItem, 1 = ok)
 
     def pack(self) -> bytes:
-        return U8.pack(self.passed) + _pairs(struct.Struct("<BB"), self.items)
+        return U8.pack(self.passed) + pack_entries(struct.Struct("<BB"), self.items)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
-        reader = _Reader(cls.__name__, payload)
+        reader = PayloadReader(cls.__name__, payload)
         (passed,) = reader.take(U8, "passed")
-        items = reader.pairs(struct.Struct("<BB"), "items")
+        items = reader.entries(struct.Struct("<BB"), "items")
         reader.done()
         return cls(passed, tuple((int(i), int(ok)) for i, ok in items))
 
@@ -406,7 +349,7 @@ class Shot(Event):
             self.measured_milli,
             self.pulse_us,
         )
-        return fixed + _pairs(PARAM, self.params)
+        return fixed + pack_entries(PARAM, self.params)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
@@ -416,14 +359,14 @@ class Shot(Event):
             event_no, shot_no, time_us, flags, dose, set_milli, measured, pulse_us = (
                 SHOT_FIXED.unpack_from(payload)
             )
-            pairs = _param_pairs(payload[fixed + 1 :])
+            pairs = unpack_param_entries(payload[fixed + 1 :])
             return cls(
                 event_no, shot_no, time_us, flags, dose, set_milli, measured, pulse_us, pairs
             )
         # Any other length is malformed: read it field by field, which names where it fails.
-        reader = _Reader(cls.__name__, payload)
+        reader = PayloadReader(cls.__name__, payload)
         reader.take(SHOT_FIXED, "fields")
-        reader.pairs(PARAM, "params")
+        reader.entries(PARAM, "params")
         reader.done()
         raise AssertionError(
             "unreachable: only a payload of the wrong length gets here"
@@ -441,7 +384,7 @@ class StatusChanged(Event):
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
-        reader = _Reader(cls.__name__, payload)
+        reader = PayloadReader(cls.__name__, payload)
         (event_no,) = reader.take(U32, "event_no")
         body = reader.take(STATUS_BODY, "status")
         reader.done()
@@ -506,5 +449,5 @@ def decode_message(msg_type: int, payload: bytes) -> Message:
         raise UnknownMessage(f"unknown message type {msg_type:#04x}")
     try:
         return cls.unpack(payload)
-    except struct.error as exc:  # pragma: no cover - _Reader checks lengths first
+    except struct.error as exc:  # pragma: no cover - PayloadReader checks lengths first
         raise MalformedPayload(f"{cls.__name__}: {exc}") from exc

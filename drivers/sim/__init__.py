@@ -1,4 +1,5 @@
-"""The simulated handpiece: firmware model, fault injection and servers (pty, TCP, in-process)."""
+"""The simulated handpiece: firmware model, command handlers, fault injection, and the servers
+that run it in real time (pty, TCP, in-process, USB)."""
 
 from .faults import InjectionError
 from .firmware import SimulatedHandpiece

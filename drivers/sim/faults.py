@@ -1,5 +1,6 @@
 """Fault injection for the simulated handpiece: the text commands that tests, scripts and the
-SIM_CONTROL message use, and the shaping of its output bytes (corrupt, truncate, garbage, delay).
+SIM_CONTROL message use, read into typed operations, and the shaping of its output bytes
+(corrupt, truncate, garbage, delay).
 
 Commands (case-insensitive; docs/simulator.md has the same list):
   open|close|unknown <interlock>     key, door (remote), estop, cooling, temperature, skin,
@@ -16,20 +17,22 @@ Commands (case-insensitive; docs/simulator.md has the same list):
   fail|pass <selftest item>          inputs, shutter, meter, sensors
   reboot                             power cycle that loses the shot counter (a fault)
   power cycle                        power cycle keeping the shot counter
+
+parse_injection() reads one command into an Injection, or raises InjectionError saying what it
+did not understand; it knows the words and the handpiece type's interlocks, nothing of the
+firmware. The firmware carries an Injection out (SimulatedHandpiece.apply, firmware.py) and
+hands the output faults to its OutputShaper, below.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from drivers.protocol import Interlock, SelfTestItem
+from drivers.protocol import HandpieceSpec, Interlock, SelfTestItem
 
 from .models import AMBIENT_C, OVERTEMP_C
-
-if TYPE_CHECKING:
-    from .firmware import SimulatedHandpiece
 
 
 class InjectionError(ValueError):
@@ -56,9 +59,177 @@ SELFTEST_NAMES = {
     "meter": SelfTestItem.ENERGY_MONITOR,
     "sensors": SelfTestItem.TEMPERATURE_SENSORS,
 }
+OVERHEATED_C = OVERTEMP_C + 5.0  # what `overheat` and `open temperature` heat the handpiece to
 
 
-class FaultInjector:
+# ---- the operations -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SetInterlock:
+    """An interlock input reads closed (True), open (False) or unknown (None)."""
+
+    interlock: Interlock
+    closed: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetFootswitch:
+    pressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StickFootswitch:
+    """Stuck down, the footswitch reads pressed whatever SetFootswitch says."""
+
+    stuck: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetCable:
+    """Pulled (plugged False), no byte reaches the host and nothing but SIM_CONTROL the
+    firmware."""
+
+    plugged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetDrift:
+    fraction: float  # delivered energy off by this much (0.25: 25 % over)
+
+
+@dataclass(frozen=True, slots=True)
+class SetGain:
+    gain: float  # the source's intrinsic gain, 1.0 nominal
+
+
+@dataclass(frozen=True, slots=True)
+class SetTemperature:
+    temp_c: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetSelfTestItem:
+    item: SelfTestItem
+    fails: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PowerCycle:
+    """Reboot; with lose_counter the shot counter and its records are lost (a fault)."""
+
+    lose_counter: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptFrames:
+    count: int  # the next `count` output frames get one byte changed
+
+
+@dataclass(frozen=True, slots=True)
+class TruncateFrames:
+    count: int  # the next `count` output frames are cut to half their length
+
+
+@dataclass(frozen=True, slots=True)
+class SendGarbage:
+    count: int  # random bytes sent ahead of the next output
+
+
+@dataclass(frozen=True, slots=True)
+class DelayOutput:
+    seconds: float  # every reply and event is held this long (0: no more delay)
+
+
+OutputFault = CorruptFrames | TruncateFrames | SendGarbage | DelayOutput
+Injection = (
+    SetInterlock
+    | SetFootswitch
+    | StickFootswitch
+    | SetCable
+    | SetDrift
+    | SetGain
+    | SetTemperature
+    | SetSelfTestItem
+    | PowerCycle
+    | OutputFault
+)
+
+
+# ---- the words ----------------------------------------------------------------------------------
+_FIXED: dict[str, Injection] = {
+    "press": SetFootswitch(pressed=True),
+    "press footswitch": SetFootswitch(pressed=True),
+    "release": SetFootswitch(pressed=False),
+    "release footswitch": SetFootswitch(pressed=False),
+    "stick footswitch": StickFootswitch(stuck=True),
+    "unstick footswitch": StickFootswitch(stuck=False),
+    "estop": SetInterlock(Interlock.ESTOP, closed=False),
+    "release estop": SetInterlock(Interlock.ESTOP, closed=True),
+    "pull cable": SetCable(plugged=False),
+    "drop link": SetCable(plugged=False),
+    "replug": SetCable(plugged=True),
+    "overheat": SetTemperature(OVERHEATED_C),
+    "cool": SetTemperature(AMBIENT_C),
+    "reboot": PowerCycle(lose_counter=True),
+    "power cycle": PowerCycle(lose_counter=False),
+}
+_READINGS = {"open": False, "close": True, "unknown": None}
+
+
+def parse_injection(text: str, handpiece: HandpieceSpec) -> Injection:
+    """The operation a fault-injection command names, for a handpiece of this type."""
+    words = text.strip().lower().split()
+    if not words:
+        raise InjectionError("empty fault-injection command")
+    verb, args = words[0], words[1:]
+    joined = " ".join(words)
+    if verb in _READINGS and len(args) == 1:
+        return SetInterlock(_interlock(handpiece, args[0]), _READINGS[verb])
+    if joined in _FIXED:
+        return _FIXED[joined]
+    if verb == "corrupt" and len(args) == 1:
+        return CorruptFrames(_int(args[0], joined))
+    if verb == "truncate" and len(args) == 1:
+        return TruncateFrames(_int(args[0], joined))
+    if verb == "garbage" and len(args) == 1:
+        return SendGarbage(_int(args[0], joined))
+    if verb == "delay" and len(args) == 1:
+        return DelayOutput(_int(args[0], joined) / 1000.0)
+    if verb == "drift" and len(args) == 1:
+        return SetDrift(_float(args[0], joined) / 100.0)
+    if verb == "gain" and len(args) == 1:
+        return SetGain(_float(args[0], joined))
+    if verb in ("fail", "pass") and len(args) == 1 and args[0] in SELFTEST_NAMES:
+        return SetSelfTestItem(SELFTEST_NAMES[args[0]], fails=verb == "fail")
+    raise InjectionError(f"unknown fault-injection command {text!r}")
+
+
+def _interlock(handpiece: HandpieceSpec, name: str) -> Interlock:
+    interlock = INTERLOCK_NAMES.get(name)
+    if interlock is None:
+        raise InjectionError(f"unknown interlock {name!r} (known: {', '.join(INTERLOCK_NAMES)})")
+    if interlock not in handpiece.interlocks:
+        raise InjectionError(f"a {handpiece.slug} handpiece has no {name} interlock")
+    return interlock
+
+
+def _int(text: str, command: str) -> int:
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise InjectionError(f"{command!r}: {text!r} is not a whole number") from exc
+
+
+def _float(text: str, command: str) -> float:
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise InjectionError(f"{command!r}: {text!r} is not a number") from exc
+
+
+# ---- output shaping -----------------------------------------------------------------------------
+class OutputShaper:
+    """What the output faults do to the bytes the device sends; the host's reach it intact."""
+
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.corrupt = 0
@@ -67,61 +238,17 @@ class FaultInjector:
         self.delay_s = 0.0
         self._held: deque[tuple[float, bytes]] = deque()
 
-    # ---- commands -------------------------------------------------------------------------------
-    def apply(self, hp: SimulatedHandpiece, text: str, now: float) -> None:
-        words = text.strip().lower().split()
-        if not words:
-            raise InjectionError("empty fault-injection command")
-        verb, args = words[0], words[1:]
-        joined = " ".join(words)
-        if verb in ("open", "close", "unknown") and len(args) == 1:
-            interlock = _interlock(hp, args[0])
-            hp.inputs[interlock] = {"open": False, "close": True, "unknown": None}[verb]
-            # The temperature input is derived from the thermal model, so move the temperature.
-            if interlock is Interlock.TEMPERATURE and verb == "close":
-                hp.thermal.temp_c = min(hp.thermal.temp_c, AMBIENT_C)
-            elif interlock is Interlock.TEMPERATURE and verb == "open":
-                hp.thermal.temp_c = max(hp.thermal.temp_c, OVERTEMP_C + 5.0)
-        elif joined in ("press", "press footswitch"):
-            hp.footswitch = True
-        elif joined in ("release", "release footswitch"):
-            hp.footswitch = False
-        elif joined == "stick footswitch":
-            hp.footswitch_stuck = True
-        elif joined == "unstick footswitch":
-            hp.footswitch_stuck = False
-        elif joined == "estop":
-            hp.inputs[Interlock.ESTOP] = False
-        elif joined == "release estop":
-            hp.inputs[Interlock.ESTOP] = True
-        elif joined in ("pull cable", "drop link"):
-            hp.link_up = False
-            hp.link.discard_output()
-        elif joined == "replug":
-            hp.link_up = True
-        elif verb in ("corrupt", "truncate", "garbage") and len(args) == 1:
-            setattr(self, verb, _int(args[0], joined))
-        elif verb == "delay" and len(args) == 1:
-            self.delay_s = _int(args[0], joined) / 1000.0
-        elif verb == "drift" and len(args) == 1:
-            hp.energy.drift = _float(args[0], joined) / 100.0
-        elif verb == "gain" and len(args) == 1:
-            hp.energy.gain = _float(args[0], joined)
-        elif joined == "overheat":
-            hp.thermal.temp_c = OVERTEMP_C + 5.0
-        elif joined == "cool":
-            hp.thermal.temp_c = AMBIENT_C
-        elif verb in ("fail", "pass") and len(args) == 1 and args[0] in SELFTEST_NAMES:
-            item = SELFTEST_NAMES[args[0]]
-            (hp.selftest_failures.add if verb == "fail" else hp.selftest_failures.discard)(item)
-        elif joined == "reboot":
-            hp.power_cycle(now, lose_counter=True)
-        elif joined == "power cycle":
-            hp.power_cycle(now)
-        else:
-            raise InjectionError(f"unknown fault-injection command {text!r}")
+    def apply(self, fault: OutputFault) -> None:
+        match fault:
+            case CorruptFrames(count):
+                self.corrupt = count
+            case TruncateFrames(count):
+                self.truncate = count
+            case SendGarbage(count):
+                self.garbage = count
+            case DelayOutput(seconds):
+                self.delay_s = seconds
 
-    # ---- output shaping -------------------------------------------------------------------------
     def shape_output(self, data: bytes, now: float) -> bytes:
         if data and (self.corrupt or self.truncate):
             data = self._mangle(data)
@@ -154,26 +281,3 @@ class FaultInjector:
 
     def next_release(self) -> float | None:
         return self._held[0][0] if self._held else None
-
-
-def _interlock(hp: SimulatedHandpiece, name: str) -> Interlock:
-    interlock = INTERLOCK_NAMES.get(name)
-    if interlock is None:
-        raise InjectionError(f"unknown interlock {name!r} (known: {', '.join(INTERLOCK_NAMES)})")
-    if interlock not in hp.model.interlocks:
-        raise InjectionError(f"a {hp.model.type.slug} handpiece has no {name} interlock")
-    return interlock
-
-
-def _int(text: str, command: str) -> int:
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise InjectionError(f"{command!r}: {text!r} is not a whole number") from exc
-
-
-def _float(text: str, command: str) -> float:
-    try:
-        return float(text)
-    except ValueError as exc:
-        raise InjectionError(f"{command!r}: {text!r} is not a number") from exc

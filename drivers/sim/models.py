@@ -1,7 +1,8 @@
-"""Physical models of a simulated handpiece: what it can do, how its output drifts, how it heats.
+"""Physical models of a simulated handpiece: how its output drifts, how it heats.
 
-The numbers are the simulator's, documented in docs/simulator.md; a real handpiece reports its
-own capabilities in HELLO_INFO.
+What a handpiece of each type is and can do (wavelength, dose parameter, capabilities,
+interlocks) is the protocol's catalogue (drivers/protocol/handpieces.py); a model adds the
+simulator's own numbers to it, documented in docs/simulator.md.
 """
 
 from __future__ import annotations
@@ -10,21 +11,27 @@ import math
 import random
 from dataclasses import dataclass
 
-from drivers.protocol import HandpieceType, Interlock, Param
+from drivers.protocol import HandpieceType, Param
+from drivers.protocol.handpieces import HANDPIECES, HandpieceSpec
 
 
 @dataclass(frozen=True)
-class HandpieceModel:
-    type: HandpieceType
-    wavelength_nm: int
-    dose_param: Param  # the parameter that set and measured energy are expressed in
-    capabilities: dict[Param, tuple[float, float]]  # (min, max) in the unit of the name
-    interlocks: frozenset[Interlock]
+class HandpieceModel(HandpieceSpec):
+    """A handpiece type as the simulator builds it: the catalogue entry, a serial number
+    prefix, and how pulse duration and heating follow from the parameters."""
+
     serial_prefix: str
 
-    @property
-    def interlock_mask(self) -> int:
-        return sum(1 << bit for bit in self.interlocks)
+    @classmethod
+    def of(cls, spec: HandpieceSpec, serial_prefix: str) -> HandpieceModel:
+        return cls(
+            type=spec.type,
+            wavelength_nm=spec.wavelength_nm,
+            dose_param=spec.dose_param,
+            capabilities=spec.capabilities,
+            interlocks=spec.interlocks,
+            serial_prefix=serial_prefix,
+        )
 
     def pulse_us(self, params: dict[Param, float]) -> float:
         if Param.PULSE_MS in params:
@@ -37,45 +44,9 @@ class HandpieceModel:
         return 0.08 * params.get(self.dose_param, lo) / hi
 
 
-_COMMON = frozenset(
-    {
-        Interlock.KEY,
-        Interlock.DOOR,
-        Interlock.ESTOP,
-        Interlock.COOLING,
-        Interlock.TEMPERATURE,
-        Interlock.SHUTTER,
-    }
-)
-
+SERIAL_PREFIXES = {HandpieceType.FRACTIONAL_1550: "FX", HandpieceType.NDYAG_1064: "ND"}
 MODELS: dict[HandpieceType, HandpieceModel] = {
-    HandpieceType.FRACTIONAL_1550: HandpieceModel(
-        type=HandpieceType.FRACTIONAL_1550,
-        wavelength_nm=1550,
-        dose_param=Param.ENERGY_MJ,
-        capabilities={
-            Param.ENERGY_MJ: (4.0, 70.0),
-            Param.DENSITY_PCT: (5.0, 50.0),
-            Param.DEPTH_UM: (200.0, 1400.0),
-            Param.PASSES: (1.0, 8.0),
-            Param.REP_RATE_HZ: (1.0, 15.0),
-        },
-        interlocks=_COMMON | {Interlock.SKIN_CONTACT},
-        serial_prefix="FX",
-    ),
-    HandpieceType.NDYAG_1064: HandpieceModel(
-        type=HandpieceType.NDYAG_1064,
-        wavelength_nm=1064,
-        dose_param=Param.FLUENCE_J_CM2,
-        capabilities={
-            Param.FLUENCE_J_CM2: (5.0, 150.0),
-            Param.PULSE_MS: (0.3, 100.0),
-            Param.SPOT_MM: (1.5, 10.0),
-            Param.REP_RATE_HZ: (0.5, 10.0),
-        },
-        interlocks=_COMMON | {Interlock.AIMING_BEAM},
-        serial_prefix="ND",
-    ),
+    kind: HandpieceModel.of(spec, SERIAL_PREFIXES[kind]) for kind, spec in HANDPIECES.items()
 }
 
 AMBIENT_C = 25.0

@@ -1,8 +1,9 @@
 """Serve a SimulatedHandpiece in real time behind a byte stream: a pty, TCP, or a socket pair.
 
-One loop for all three: wait for bytes or the model's next deadline, feed the model, write what
-it says. With a baud rate the loop also paces both directions as a UART at that rate would
-(8N1: ten bit times per byte), since a pty ignores the baud rate.
+All three run serve.py's FirmwareLoop behind a ChannelPort: wait for bytes or the model's next
+deadline, feed the model, write what it says. With a baud rate the port also paces both
+directions as a UART at that rate would (8N1: ten bit times per byte), since a pty ignores the
+baud rate. Between TCP hosts the same loop runs behind a port that only waits for the next one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from .clock import FirmwareClock
 from .firmware import SimulatedHandpiece
+from .serve import FirmwareLoop, PortClosed
 
 
 class Channel:
@@ -75,45 +77,80 @@ class Pacer:
         return self._held[0][0] if self._held else None
 
 
-def serve_channel(
-    sim: SimulatedHandpiece,
-    channel: Channel,
-    stop: threading.Event,
-    *,
-    baud: int | None = None,
-    clock: FirmwareClock | None = None,
-) -> str:
-    """Run until `stop` is set or the peer closes. Returns why it ended: "stopped" or "closed".
-    `clock` is the firmware's (a server keeps one for the model's lifetime): it leaves out
-    the time this loop was not running (drivers/sim/clock.py)."""
-    clock = clock if clock is not None else FirmwareClock()
-    inbound, outbound = Pacer(baud), Pacer(baud)
-    while not stop.is_set():
-        now = clock()
-        deadlines = [sim.next_deadline(), now + 0.05]
-        deadlines += [t for t in (inbound.next_due(), outbound.next_due()) if t is not None]
-        # Already past if this loop ran late (a stall during its work counts too); never before
-        # the model's own time, or a stall would stop firmware time there for good.
-        wake = max(min(deadlines), sim.now)
-        readable, _, _ = select.select([channel.fd], [], [], max(0.0, wake - now))
-        now = clock.woke(wake)
-        if readable:
-            data = channel.recv()
+class ChannelPort:
+    """A byte stream as a FirmwareLoop's port: select() on its descriptor, a Pacer each way."""
+
+    POLL_S = 0.05  # back at least this often, to see `stop`
+
+    def __init__(self, channel: Channel, stop: threading.Event, baud: int | None) -> None:
+        self.channel = channel
+        self.stop = stop
+        self.inbound, self.outbound = Pacer(baud), Pacer(baud)
+        self._readable = False
+
+    def stopped(self) -> bool:
+        return self.stop.is_set()
+
+    def take(self, now: float) -> list[tuple[float, bytes]]:
+        if self._readable:
+            self._readable = False
+            data = self.channel.recv()
             if not data:
-                return "closed"
-            inbound.push(data, now)
-        arrived = inbound.pop_due(now)
-        if arrived:
-            sim.receive(arrived, now)
-        sim.tick(now)
-        outbound.push(sim.output(now), now)
-        due = outbound.pop_due(now)
+                raise PortClosed
+            self.inbound.push(data, now)
+        arrived = self.inbound.pop_due(now)
+        return [(now, arrived)] if arrived else []
+
+    def give(self, data: bytes, now: float) -> None:
+        self.outbound.push(data, now)
+        due = self.outbound.pop_due(now)
         if due:
             try:
-                channel.send(due)
+                self.channel.send(due)
             except OSError:
-                return "closed"
-    return "stopped"
+                raise PortClosed from None
+
+    def deadlines(self, now: float) -> list[float]:
+        due = (self.inbound.next_due(), self.outbound.next_due())
+        return [now + self.POLL_S, *(t for t in due if t is not None)]
+
+    def wait(self, timeout: float) -> None:
+        readable, _, _ = select.select([self.channel.fd], [], [], max(0.0, timeout))
+        self._readable = bool(readable)
+
+
+class _BetweenHosts:
+    """The TCP server's port while no host is connected: the handpiece runs on (pulses, its
+    watchdog), as the pty server's does; what it sends meanwhile reaches no one, as on a pulled
+    cable. Stops once the next host connects."""
+
+    POLL_S = 0.1
+
+    def __init__(self, listener: socket.socket, stop: threading.Event) -> None:
+        self.listener = listener
+        self.stop = stop
+        self.host: socket.socket | None = None
+
+    def stopped(self) -> bool:
+        return self.stop.is_set() or self.host is not None
+
+    def take(self, now: float) -> list[tuple[float, bytes]]:
+        return []
+
+    def give(self, data: bytes, now: float) -> None:
+        pass
+
+    def deadlines(self, now: float) -> list[float]:
+        return [now + self.POLL_S]
+
+    def wait(self, timeout: float) -> None:
+        self.listener.settimeout(max(0.001, timeout))
+        try:
+            self.host, _ = self.listener.accept()
+        except TimeoutError:
+            pass
+        except OSError:  # the listener was closed
+            raise PortClosed from None
 
 
 class PtyServer:
@@ -139,10 +176,10 @@ class PtyServer:
     def serve_forever(self) -> None:
         # The server keeps its own slave fd open, so a host closing and reopening the pty is
         # a reconnect, not the end of the simulator.
+        loop = FirmwareLoop(self.sim, self.clock)
         channel = Channel(self.master)
         while not self.stop.is_set():
-            ended = serve_channel(self.sim, channel, self.stop, baud=self.baud, clock=self.clock)
-            if ended == "closed":
+            if loop.run(ChannelPort(channel, self.stop, self.baud)) == "closed":
                 time.sleep(0.01)
 
     def close(self) -> None:
@@ -172,26 +209,15 @@ class TcpServer:
         self.stop = threading.Event()
 
     def serve_forever(self) -> None:
+        loop = FirmwareLoop(self.sim, self.clock)
         while not self.stop.is_set():
-            # Between hosts the handpiece runs on (pulses, its watchdog), as the pty server's
-            # does; what it sends meanwhile reaches no one, as on a pulled cable.
-            now = self.clock()
-            self.sim.tick(now)
-            self.sim.output(now)
-            wake = max(min(now + 0.1, self.sim.next_deadline()), self.sim.now)
-            self.listener.settimeout(max(0.001, wake - now))
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                self.clock.woke(wake)
-                continue
-            except OSError:
+            waiting = _BetweenHosts(self.listener, self.stop)
+            if loop.run(waiting) == "closed" or waiting.host is None:
                 return
-            self.clock.woke(wake)
-            with conn:
+            with waiting.host as conn:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 channel = Channel(conn.fileno(), sock=conn)
-                serve_channel(self.sim, channel, self.stop, baud=self.baud, clock=self.clock)
+                loop.run(ChannelPort(channel, self.stop, self.baud))
 
     def close(self) -> None:
         self.stop.set()
@@ -213,10 +239,11 @@ class InProcessServer:
         self.clock = clock if clock is not None else FirmwareClock()
         self.host_socket, self._sim_socket = socket.socketpair()
         self.stop = threading.Event()
+        channel = Channel(self._sim_socket.fileno(), sock=self._sim_socket)
+        port = ChannelPort(channel, self.stop, baud)
         self._thread = threading.Thread(
-            target=serve_channel,
-            args=(sim, Channel(self._sim_socket.fileno(), sock=self._sim_socket), self.stop),
-            kwargs={"baud": baud, "clock": self.clock},
+            target=FirmwareLoop(sim, self.clock).run,
+            args=(port,),
             name=f"sim-{sim.serial}",
             daemon=True,
         )

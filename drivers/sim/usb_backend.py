@@ -2,8 +2,9 @@
 
 pyusb's own code (usb.core.find, Device, usb.util.get_string, ...) runs unmodified against it,
 and so does the USB transport. The backend enumerates the SimulatedUsbHandpiece devices of a
-SimulatedUsbBus (usb_device.py) with their real descriptors, answers control transfers (string
-descriptors among them) and carries bulk transfers to and from their firmware.
+SimulatedUsbBus (usb_device.py) with their real descriptors (usb_descriptors.py), answers
+control transfers (string descriptors among them) and carries bulk transfers to and from their
+firmware.
 
 LASERCTL_USB_BACKEND=sim makes every usb: URL use get_backend(): current_bus(), which holds one
 simulated handpiece of each type until a test installs another bus.
@@ -20,17 +21,15 @@ import usb.backend
 
 from drivers.protocol import HandpieceType
 
-from .usb_device import (
+from .usb_descriptors import (
     SIM_PRODUCT_IDS,
     SIM_VENDOR_ID,
     ConfigurationDescriptor,
     DeviceDescriptor,
-    DeviceRef,
     EndpointDescriptor,
-    Handle,
     InterfaceDescriptor,
-    SimulatedUsbHandpiece,
 )
+from .usb_device import DeviceRef, Handle, SimulatedUsbHandpiece
 
 __all__ = [
     "SIM_PRODUCT_IDS",

@@ -1,11 +1,7 @@
-"""A simulated handpiece as a USB device: its descriptors, endpoints, fault injection, and a
-thread that runs a real SimulatedHandpiece in real time as its firmware would (watchdog and
-pulses keep time with no host). usb_backend.py puts these devices on a bus behind a pyusb
-backend.
-
-IDs (made up, the simulator's own, assigned by the USB-IF to nobody we know): vendor 0xFFFE,
-product 0x1550 for the fractional 1550 nm handpiece and 0x1064 for the Nd:YAG 1064 nm one. The
-serial string is the SimulatedHandpiece's serial. docs/usb.md lists every descriptor.
+"""A simulated handpiece as a USB device: its endpoints, control requests, fault injection,
+and a thread that runs a real SimulatedHandpiece in real time as its firmware would (watchdog
+and pulses keep time with no host), with serve.py's FirmwareLoop. Its descriptors are
+usb_descriptors.py; usb_backend.py puts these devices on a bus behind a pyusb backend.
 
 Fault injection on a SimulatedUsbHandpiece (tests reach them through current_bus()):
   unplug() / replug(power_cycle=False)   off the bus: transfers on an open handle fail with
@@ -14,6 +10,12 @@ Fault injection on a SimulatedUsbHandpiece (tests reach them through current_bus
   timeout(seconds, "in" | "out" | "both") the device NAKs: transfers time out (ETIMEDOUT)
   short_packets(count, size)             the next `count` IN transfers carry at most `size` bytes
   inject(text)                           the firmware's own fault injection (faults.py)
+
+One file because it is one device behind one lock: enumeration, configuration and claims, the
+endpoints' queues, halts and NAK windows, and the firmware thread all read and change the same
+state under `_cond`, and what a transfer does depends on all of it at once (a read on a handle
+of a device replugged meanwhile, a stall during a NAK window). What stays fixed for a device,
+its descriptors, is usb_descriptors.py; the serving loop is serve.py's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
 
 from usb.core import USBError, USBTimeoutError
 
@@ -34,20 +35,15 @@ from drivers.protocol import HandpieceType, StatusBody
 
 from .clock import FirmwareClock
 from .firmware import SimulatedHandpiece
+from .serve import FirmwareLoop
+from .usb_descriptors import (
+    ConfigurationDescriptor,
+    DeviceDescriptor,
+    EndpointDescriptor,
+    HandpieceDescriptors,
+    InterfaceDescriptor,
+)
 
-SIM_VENDOR_ID = 0xFFFE
-SIM_PRODUCT_IDS = {HandpieceType.FRACTIONAL_1550: 0x1550, HandpieceType.NDYAG_1064: 0x1064}
-# The laserctl handpiece interface (docs/usb.md): vendor-specific class, subclass 'L', protocol 1.
-HANDPIECE_INTERFACE = (0xFF, 0x4C, 0x01)
-# Endpoint addresses (bulk OUT, bulk IN, interrupt IN) differ by type on purpose: the transport
-# must take them from the descriptors.
-ENDPOINTS = {
-    HandpieceType.FRACTIONAL_1550: (0x01, 0x82, 0x83),
-    HandpieceType.NDYAG_1064: (0x04, 0x85, 0x86),
-}
-MAX_PACKET = 64  # full-speed bulk endpoints
-LANGID_EN_US = 0x0409
-SPEED_FULL = 2  # libusb_speed
 IN_FIFO_LIMIT = 1 << 20  # bytes the device queues for a host that does not read
 
 # libusb error codes with the errno and text pyusb's libusb1 backend raises them with, so the
@@ -64,93 +60,12 @@ _ERRORS = {
 
 # Standard requests (USB 2.0, chapter 9) the device answers; anything else stalls endpoint 0.
 GET_STATUS, CLEAR_FEATURE, GET_DESCRIPTOR, GET_CONFIGURATION = 0x00, 0x01, 0x06, 0x08
-DESC_DEVICE, DESC_CONFIGURATION, DESC_STRING = 0x01, 0x02, 0x03
 ENDPOINT_HALT = 0
 
 
 def _error(code: int) -> USBError:
     number, text = _ERRORS[code]
     return (USBTimeoutError if code == TIMEOUT else USBError)(text, code, number)
-
-
-# ---- descriptors --------------------------------------------------------------------------------
-class Descriptor:
-    """A descriptor as pyusb reads it (fields as attributes) and as the wire carries it (pack)."""
-
-    TYPE: ClassVar[int]
-    FIELDS: ClassVar[str]  # the field names, in wire order, separated by spaces
-    FORMAT: ClassVar[str]  # struct format of FIELDS, little-endian
-
-    def __init__(self, **fields: int) -> None:
-        fields.setdefault("bLength", struct.calcsize(self.FORMAT))
-        fields.setdefault("bDescriptorType", self.TYPE)
-        missing = [name for name in self.FIELDS.split() if name not in fields]
-        if missing:
-            raise TypeError(f"{type(self).__name__}: missing {', '.join(missing)}")
-        self.fields = fields
-        self.extra_descriptors: list[int] = []
-
-    def __getattr__(self, name: str) -> int:
-        fields: dict[str, int] = self.__dict__.get("fields", {})
-        if name in fields:
-            return fields[name]
-        raise AttributeError(name)
-
-    def pack(self) -> bytes:
-        return struct.pack(self.FORMAT, *(self.fields[name] for name in self.FIELDS.split()))
-
-
-class DeviceDescriptor(Descriptor):
-    TYPE = DESC_DEVICE
-    FIELDS = (
-        "bLength bDescriptorType bcdUSB bDeviceClass bDeviceSubClass bDeviceProtocol "
-        "bMaxPacketSize0 idVendor idProduct bcdDevice iManufacturer iProduct iSerialNumber "
-        "bNumConfigurations"
-    )
-    FORMAT = "<BBHBBBBHHHBBBB"
-
-    def __init__(self, *, bus: int, address: int, port: int, **fields: int) -> None:
-        super().__init__(**fields)
-        # Where the device sits: pyusb copies these along with the descriptor fields.
-        self.bus = bus
-        self.address = address
-        self.port_number = port
-        self.port_numbers = (port,)
-        self.speed = SPEED_FULL
-
-
-class ConfigurationDescriptor(Descriptor):
-    TYPE = DESC_CONFIGURATION
-    FIELDS = (
-        "bLength bDescriptorType wTotalLength bNumInterfaces bConfigurationValue "
-        "iConfiguration bmAttributes bMaxPower"
-    )
-    FORMAT = "<BBHBBBBB"
-
-
-class InterfaceDescriptor(Descriptor):
-    TYPE = 0x04
-    FIELDS = (
-        "bLength bDescriptorType bInterfaceNumber bAlternateSetting bNumEndpoints "
-        "bInterfaceClass bInterfaceSubClass bInterfaceProtocol iInterface"
-    )
-    FORMAT = "<BBBBBBBBB"
-
-
-class EndpointDescriptor(Descriptor):
-    TYPE = 0x05
-    FIELDS = "bLength bDescriptorType bEndpointAddress bmAttributes wMaxPacketSize bInterval"
-    FORMAT = "<BBBBHB"
-
-    def __init__(self, **fields: int) -> None:
-        super().__init__(**fields)
-        self.bRefresh = 0  # audio endpoints only; libusb reports 0 for the others
-        self.bSynchAddress = 0
-
-
-def string_descriptor(text: str) -> bytes:
-    raw = text.encode("utf-16-le")
-    return bytes([2 + len(raw), DESC_STRING]) + raw
 
 
 # ---- one simulated handpiece on the bus ---------------------------------------------------------
@@ -191,48 +106,18 @@ class SimulatedUsbHandpiece:
         self.clock = clock  # the USB side's: transfer timeouts, NAK windows
         self.firmware_clock = FirmwareClock(clock)  # the model's (drivers/sim/clock.py)
         self.sim = SimulatedHandpiece(handpiece, seed=seed, serial=serial, now=clock())
-        kind = self.sim.model.type
-        self.vendor_id = SIM_VENDOR_ID
-        self.product_id = SIM_PRODUCT_IDS[kind]
+        self.descriptors = HandpieceDescriptors(self.sim.model.type, self.sim.serial)
+        self.vendor_id = self.descriptors.vendor_id
+        self.product_id = self.descriptors.product_id
         self.serial = self.sim.serial
+        self.endpoints: tuple[EndpointDescriptor, ...] = self.descriptors.endpoints
+        self.out_ep, self.in_ep = self.descriptors.out_ep, self.descriptors.in_ep
+        self.interface: InterfaceDescriptor = self.descriptors.interface
+        self.configuration: ConfigurationDescriptor = self.descriptors.configuration
         self.port = port
         self.bus_number = 0
         self.address = 0
         self._next_address: Callable[[], int] = itertools.count(2).__next__
-        self.strings = {
-            1: "laserctl simulator",
-            2: f"Simulated {kind.slug} handpiece",
-            3: self.serial,
-            4: "laserctl handpiece link",
-        }
-        self.out_ep, self.in_ep, notify_ep = ENDPOINTS[kind]
-        self.endpoints = (
-            # Listed first so that a transport picking endpoints by position would get it wrong.
-            EndpointDescriptor(bEndpointAddress=notify_ep, bmAttributes=0x03, wMaxPacketSize=16,
-                               bInterval=10),
-            EndpointDescriptor(bEndpointAddress=self.out_ep, bmAttributes=0x02,
-                               wMaxPacketSize=MAX_PACKET, bInterval=0),
-            EndpointDescriptor(bEndpointAddress=self.in_ep, bmAttributes=0x02,
-                               wMaxPacketSize=MAX_PACKET, bInterval=0),
-        )  # fmt: skip
-        cls, subclass, protocol = HANDPIECE_INTERFACE
-        self.interface = InterfaceDescriptor(
-            bInterfaceNumber=0,
-            bAlternateSetting=0,
-            bNumEndpoints=len(self.endpoints),
-            bInterfaceClass=cls,
-            bInterfaceSubClass=subclass,
-            bInterfaceProtocol=protocol,
-            iInterface=4,
-        )
-        self.configuration = ConfigurationDescriptor(
-            wTotalLength=9 + 9 + 7 * len(self.endpoints),
-            bNumInterfaces=1,
-            bConfigurationValue=1,
-            iConfiguration=0,
-            bmAttributes=0xC0,  # self-powered: the handpiece runs on the console's supply
-            bMaxPower=50,  # 100 mA
-        )
         self._has_kernel_driver = kernel_driver
         self._cond = threading.Condition()
         self.attached = False
@@ -261,32 +146,12 @@ class SimulatedUsbHandpiece:
     # ---- the firmware thread --------------------------------------------------------------
     def _run(self) -> None:
         try:
-            self._firmware()
+            with self._cond:  # the loop holds the lock but while it waits (_FirmwarePort.wait)
+                FirmwareLoop(self.sim, self.firmware_clock).run(_FirmwarePort(self))
         except Exception as exc:  # a crashed firmware drops off the bus; it never goes quiet
             with self._cond:
                 self.error = exc
                 self._detach()
-
-    def _firmware(self) -> None:
-        clock = self.firmware_clock
-        with self._cond:
-            now = clock()
-            while not self._stop:
-                while self._out:
-                    arrived, data = self._out.popleft()
-                    # Stamped by the host's thread: perhaps before this one left a stall out.
-                    self.sim.receive(data, min(arrived, now))
-                self.sim.tick(now)
-                output = self.sim.output(now)
-                if output and self.attached and self._active_config:
-                    room = IN_FIFO_LIMIT - len(self._in)
-                    self.in_dropped += max(0, len(output) - room)
-                    self._in += output[: max(0, room)]
-                    self._cond.notify_all()
-                # The lock is ours until wait(): no transfer can have come in meanwhile.
-                wake = max(self.sim.next_deadline(), self.sim.now)  # as in serve_channel
-                self._cond.wait(max(0.0, wake - now))
-                now = clock.woke(wake)
 
     def start(self, bus_number: int, next_address: Callable[[], int]) -> None:
         self.bus_number = bus_number
@@ -372,27 +237,7 @@ class SimulatedUsbHandpiece:
 
     # ---- what the backend asks ------------------------------------------------------------
     def device_descriptor(self, address: int) -> DeviceDescriptor:
-        return DeviceDescriptor(
-            bus=self.bus_number,
-            address=address,
-            port=self.port,
-            bcdUSB=0x0200,
-            bDeviceClass=0,  # class per interface
-            bDeviceSubClass=0,
-            bDeviceProtocol=0,
-            bMaxPacketSize0=64,
-            idVendor=self.vendor_id,
-            idProduct=self.product_id,
-            bcdDevice=0x0100,
-            iManufacturer=1,
-            iProduct=2,
-            iSerialNumber=3,
-            bNumConfigurations=1,
-        )
-
-    def configuration_bytes(self) -> bytes:
-        parts = [self.configuration.pack(), self.interface.pack()]
-        return b"".join(parts + [ep.pack() for ep in self.endpoints])
+        return self.descriptors.device(bus=self.bus_number, address=address, port=self.port)
 
     def ref(self) -> DeviceRef:
         return DeviceRef(self, self.generation, self.address)
@@ -576,12 +421,40 @@ class SimulatedUsbHandpiece:
             raise _error(PIPE)
 
     def _descriptor(self, kind: int, number: int, langid: int) -> bytes:
-        if kind == DESC_DEVICE and number == 0:
-            return self.device_descriptor(self.address).pack()
-        if kind == DESC_CONFIGURATION and number == 0:
-            return self.configuration_bytes()
-        if kind == DESC_STRING and number == 0:
-            return struct.pack("<BBH", 4, DESC_STRING, LANGID_EN_US)
-        if kind == DESC_STRING and number in self.strings and langid == LANGID_EN_US:
-            return string_descriptor(self.strings[number])
-        raise _error(PIPE)
+        where = {"bus": self.bus_number, "address": self.address, "port": self.port}
+        found = self.descriptors.read(kind, number, langid, **where)
+        if found is None:
+            raise _error(PIPE)
+        return found
+
+
+class _FirmwarePort:
+    """The firmware's side of the endpoints, as a FirmwareLoop's port (serve.py). The loop
+    runs with the device's lock held and lets go of it only to wait, so no transfer comes in
+    between taking what arrived and deciding how long to wait."""
+
+    def __init__(self, device: SimulatedUsbHandpiece) -> None:
+        self.device = device
+
+    def stopped(self) -> bool:
+        return self.device._stop
+
+    def take(self, now: float) -> list[tuple[float, bytes]]:
+        # Each stamped by the host's thread when it came in.
+        arrived = list(self.device._out)
+        self.device._out.clear()
+        return arrived
+
+    def give(self, data: bytes, now: float) -> None:
+        device = self.device
+        if data and device.attached and device._active_config:
+            room = IN_FIFO_LIMIT - len(device._in)
+            device.in_dropped += max(0, len(data) - room)
+            device._in += data[: max(0, room)]
+            device._cond.notify_all()
+
+    def deadlines(self, now: float) -> tuple[float, ...]:
+        return ()
+
+    def wait(self, timeout: float) -> None:
+        self.device._cond.wait(max(0.0, timeout))

@@ -22,10 +22,6 @@ class DeviceUrl:
     target: str  # handpiece slug, USB selector, or the pyserial URL
     options: dict[str, str]
 
-    @property
-    def is_simulated(self) -> bool:
-        return self.scheme == "sim"
-
 
 def parse_device_url(url: str) -> DeviceUrl:
     url = url.strip()

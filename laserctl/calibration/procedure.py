@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from drivers.host import CommandRefused, DeviceInfo
+from drivers.host import CommandRefused
 from drivers.protocol import (
     CalFire,
     Command,
+    DeviceInfo,
     DeviceState,
     GetStatus,
     MeterReading,

@@ -20,8 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from drivers.host import DeviceInfo
-from drivers.protocol import Param
+from drivers.protocol import DeviceInfo, Param
 
 from .fit import DEFAULT_BOUNDS, Bounds, Fit, Point, fit_points, fit_problems
 

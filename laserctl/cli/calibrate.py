@@ -16,7 +16,8 @@ from . import EXIT_DEVICE, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .service import fail, login_options, open_log, service_login
 
 if TYPE_CHECKING:
-    from drivers.host import DeviceInfo, HandpieceConnection
+    from drivers.host import HandpieceConnection
+    from drivers.protocol import DeviceInfo
     from laserctl.calibration import Outcome
     from laserctl.records import RecordStore
 

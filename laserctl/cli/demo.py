@@ -47,10 +47,11 @@ DEMO_PARAMS = {
 )
 def demo(url: str, seconds: float, pulses: int) -> None:
     """Identify a handpiece, set parameters and stream its status and shots."""
-    from drivers.host import CommandError, DeviceInfo, HandpieceConnection, Notification
+    from drivers.host import CommandError, HandpieceConnection, Notification
     from drivers.protocol import (
         Arm,
         DeviceEvent,
+        DeviceInfo,
         DeviceState,
         Disarm,
         Fault,

@@ -36,7 +36,8 @@ from laserctl.controller.table import State
 from .discovery import DeviceChoice, discover
 
 if TYPE_CHECKING:
-    from drivers.host import DeviceInfo, HandpieceConnection
+    from drivers.host import HandpieceConnection
+    from drivers.protocol import DeviceInfo
     from laserctl.plan import TreatmentPlan
 
     from .clinic import Clinic

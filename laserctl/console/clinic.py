@@ -20,7 +20,7 @@ from drivers.protocol import Param
 if TYPE_CHECKING:
     import datetime as dt
 
-    from drivers.host import DeviceInfo
+    from drivers.protocol import DeviceInfo
     from laserctl.auth import AccountBook, Identity
     from laserctl.calibration.procedure import Outcome
     from laserctl.calibration.record import Calibration, CalibrationLookup

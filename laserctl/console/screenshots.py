@@ -22,8 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from drivers.host import DeviceInfo
-from drivers.protocol import HandpieceType, Interlock, Param
+from drivers.protocol import HANDPIECES, DeviceInfo, HandpieceType, Param
 from laserctl.controller.snapshot import Snapshot
 from laserctl.controller.table import State
 
@@ -40,32 +39,17 @@ if TYPE_CHECKING:
 SIZE = (120, 40)
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
+FRACTIONAL = HANDPIECES[HandpieceType.FRACTIONAL_1550]
 DEVICE = DeviceInfo(
-    handpiece=HandpieceType.FRACTIONAL_1550,
+    handpiece=FRACTIONAL.type,
     serial="FX-00001",
     firmware="sim-1.0.0",
     protocol=1,
     boot_id=1,
     simulated=True,
-    wavelength_nm=1550,
-    interlocks=frozenset(
-        {
-            Interlock.KEY,
-            Interlock.DOOR,
-            Interlock.ESTOP,
-            Interlock.COOLING,
-            Interlock.TEMPERATURE,
-            Interlock.SKIN_CONTACT,
-            Interlock.SHUTTER,
-        }
-    ),
-    capabilities={
-        Param.ENERGY_MJ: (4.0, 70.0),
-        Param.DENSITY_PCT: (5.0, 50.0),
-        Param.DEPTH_UM: (200.0, 1400.0),
-        Param.PASSES: (1.0, 8.0),
-        Param.REP_RATE_HZ: (1.0, 15.0),
-    },
+    wavelength_nm=FRACTIONAL.wavelength_nm,
+    interlocks=FRACTIONAL.interlocks,
+    capabilities=dict(FRACTIONAL.capabilities),
 )
 FOUND = [
     *simulators(),
@@ -325,7 +309,7 @@ async def _service(pilot: Pilot[None], app: ConsoleApp) -> None:
     await app.push_screen(screen)
     await _until(pilot, lambda: "usable" in _text(screen, "#profiles"))
     await _until(pilot, lambda: "calibration" in _text(screen, "#cal-status"))
-    values = [v for v in set_points(4.0, 70.0, 6) for _ in range(4)]
+    values = [v for v in set_points(*DEVICE.capabilities[Param.ENERGY_MJ], 6) for _ in range(4)]
     points = tuple(
         Point(v, round(v * 0.97 * (1 + SCATTER[i % len(SCATTER)] / 100), 3))
         for i, v in enumerate(values)

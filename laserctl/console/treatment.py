@@ -25,7 +25,7 @@ from .bridge import ControllerBridge
 from .clinic import Clinic
 
 if TYPE_CHECKING:
-    from drivers.host import DeviceInfo
+    from drivers.protocol import DeviceInfo
     from laserctl.controller.runner import ControllerRunner
     from laserctl.controller.shots import ShotRecord
     from laserctl.logging import EventStream

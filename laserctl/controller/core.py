@@ -23,13 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from transitions import Machine
 
-from drivers.host import (
-    ConnectionCrashed,
-    DeviceInfo,
-    Reconnected,
-    TransportLost,
-    describe_nak,
-)
+from drivers.host import ConnectionCrashed, Reconnected, TransportLost
 from drivers.protocol import (
     PROTOCOL_VERSION,
     Arm,
@@ -37,6 +31,7 @@ from drivers.protocol import (
     Command,
     CommandFailed,
     DeviceEvent,
+    DeviceInfo,
     DeviceState,
     Disarm,
     EStop,
@@ -65,6 +60,7 @@ from drivers.protocol import (
     Status,
     StatusBody,
     StatusChanged,
+    describe_nak,
 )
 
 from ..plan import TreatmentPlan, builtin_plan

@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.host import ConnectionCrashed, DeviceInfo, Reconnected, TransportLost
+from drivers.host import ConnectionCrashed, Reconnected, TransportLost
 from drivers.protocol import (
     Command,
     CommandFailed,
     DeviceEvent,
+    DeviceInfo,
     EventGap,
     FrameRejected,
     LinkSilent,

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from drivers.host import (
     CommandError,
     ConnectionCrashed,
-    DeviceInfo,
     HandpieceConnection,
     Notification,
     Reconnected,
 )
 from drivers.protocol import (
     CommandFailed,
+    DeviceInfo,
     Disarm,
     EStop,
     Heartbeat,

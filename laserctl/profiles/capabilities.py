@@ -1,9 +1,9 @@
 """What each handpiece type can do, in one place: areas, striae variants, parameters and the
 nominal capability ranges a profile window must stay inside.
 
-The nominal ranges are the handpiece models' (drivers/sim/models.py, the same numbers a real
-handpiece of the type reports in HELLO_INFO). A profile is checked against them without a
-handpiece; with a connected handpiece it is also checked against the ranges that handpiece
+The nominal ranges are the protocol's catalogue of handpiece types (drivers/protocol/handpieces.py,
+what a handpiece of the type reports in HELLO_INFO). A profile is checked against them without
+a handpiece; with a connected handpiece it is also checked against the ranges that handpiece
 reports (DeviceInfo.capabilities), which may be narrower (SR-13).
 """
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from drivers.protocol import HandpieceType, Param
-from drivers.sim.models import MODELS
+from drivers.protocol import HANDPIECES, HandpieceType, Param
 
 Range = tuple[float, float]
 
@@ -22,10 +21,10 @@ VARIANTS: tuple[str, ...] = ("rubra", "alba")  # early (red) and old (white) str
 DARK_SKIN = "iv-vi"  # the Fitzpatrick IV-VI adjustment, as named in a profile selector
 
 NOMINAL: Mapping[HandpieceType, Mapping[Param, Range]] = MappingProxyType(
-    {hp: MappingProxyType(dict(model.capabilities)) for hp, model in MODELS.items()}
+    {hp: MappingProxyType(dict(spec.capabilities)) for hp, spec in HANDPIECES.items()}
 )
 DOSE_PARAM: Mapping[HandpieceType, Param] = MappingProxyType(
-    {hp: model.dose_param for hp, model in MODELS.items()}
+    {hp: spec.dose_param for hp, spec in HANDPIECES.items()}
 )
 UNITS: Mapping[Param, str] = MappingProxyType(
     {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.host import DeviceInfo
+from drivers.protocol import DeviceInfo
 
 from .model import Profile
 from .schema import Issue, validate_document

@@ -53,8 +53,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from drivers.host import DeviceInfo
-from drivers.protocol import HandpieceType, Param
+from drivers.protocol import DeviceInfo, HandpieceType, Param
 
 from ..safety.limits import GRANT_MARGIN, fluence_per_pulse
 from .capabilities import (

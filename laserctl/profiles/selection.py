@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drivers.host import DeviceInfo
-from drivers.protocol import Param
+from drivers.protocol import DeviceInfo, Param
 
 from ..plan import ParamWindow, TreatmentPlan
 from .capabilities import DARK_SKIN, VARIANTS, param_named, unit

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from drivers.host import DeviceInfo
+    from drivers.protocol import DeviceInfo
     from laserctl.plan import TreatmentPlan
 
 

@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 from ..widgets import ConsoleHeader
 
 if TYPE_CHECKING:
-    from drivers.host import DeviceInfo
+    from drivers.protocol import DeviceInfo
 
     from ..app import ConsoleApp
     from ..discovery import DeviceChoice
