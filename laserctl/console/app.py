@@ -8,7 +8,10 @@ one I/O worker thread, in order, and comes back as a message. The e-stop never w
 worker: it goes straight to the wire on a thread of its own (bridge.py).
 
 Keys: Esc (or F1) is the e-stop on every screen, bound at App level with priority so that no
-focused field or dialog can swallow it; the header of every screen also has an E-STOP button.
+focused field or dialog can swallow it; the header of every screen also has an E-STOP button,
+for the mouse: it never takes the focus, so Enter and Tab never reach it (widgets.EStopButton).
+Focus: each screen and dialog names the widget focused on arrival (its AUTO_FOCUS: the primary
+control that is safe to press, or the first field), or none; nothing is focused by default.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ STATE_COLOUR = {
 class ConsoleApp(App[None]):
     TITLE = "laserctl console"
     ENABLE_COMMAND_PALETTE = False
+    AUTO_FOCUS = None  # not Textual's "first focusable widget": each screen chooses its own
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,f1", "estop", "E-STOP", priority=True, key_display="Esc"),
         Binding("ctrl+q", "quit", "Quit", priority=True),

@@ -73,6 +73,13 @@ def interlock_title(name: str) -> str:
         return name
 
 
+class EStopButton(Button, can_focus=False):
+    """The console's e-stop button: the mouse (or a touch screen) presses it, and Esc and F1
+    do the same from the keyboard (the App's binding). It never takes the focus, so neither
+    Tab nor a screen's initial focus can put it where a stray Enter or Space would press it:
+    an operator answering a dialog with Enter must not latch an ESTOP (issue 12)."""
+
+
 class ConsoleHeader(Horizontal):
     """On every screen: where we are, the handpiece and controller state, and the e-stop."""
 
@@ -95,7 +102,7 @@ class ConsoleHeader(Horizontal):
         training = isinstance(self.app, ConsoleApp) and self.app.clinic.training
         yield Static(self.where, id="where", markup=False)
         yield Static("TRAINING" if training else "SIMULATION", id="sim-badge")
-        yield Button("E-STOP (Esc)", id="estop", variant="error")
+        yield EStopButton("E-STOP (Esc)", id="estop", variant="error")
 
     def on_mount(self) -> None:
         self.watch(self.app, "status_text", self._status)

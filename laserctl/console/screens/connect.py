@@ -46,6 +46,7 @@ class ConnectScreen(Screen[None]):
         Binding("f2", "service", "Service login"),
         Binding("f5", "rescan", "Rescan devices"),
     ]
+    AUTO_FOCUS = "#url"  # Enter connects
 
     @property
     def console(self) -> ConsoleApp:
@@ -75,9 +76,7 @@ class ConnectScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        url = self.query_one("#url", Input)
-        url.cursor_blink = self.console.config.cursor_blink
-        url.focus()
+        self.query_one("#url", Input).cursor_blink = self.console.config.cursor_blink
         self.action_rescan()
 
     def action_rescan(self) -> None:

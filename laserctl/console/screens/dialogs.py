@@ -1,4 +1,5 @@
-"""Small dialogs. Each shows the header with the E-STOP button; none uses Esc (the e-stop)."""
+"""Small dialogs. Each shows the header with the E-STOP button; none uses Esc (the e-stop).
+Each names its initial focus: the answer that is safe to give with Enter, or the first field."""
 
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ class EStopNotice(ConsoleDialog[None]):
         "EStopNotice > #dialog { border: thick red; }"
     )
     BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "acknowledge", "Acknowledge")]
+    # Nothing focused: acknowledging is r (or Tab to the button, or a click), never the Enter
+    # that was meant for the field or dialog the e-stop interrupted.
+    AUTO_FOCUS = None
 
     def __init__(self, what: str) -> None:
         super().__init__()
@@ -74,6 +78,7 @@ class ConfirmDialog(ConsoleDialog[bool]):
         Binding("y", "answer(True)", "Yes"),
         Binding("n", "answer(False)", "No"),
     ]
+    AUTO_FOCUS = "#yes"
 
     def __init__(self, question: str, yes: str = "Yes (y)", no: str = "No (n)") -> None:
         super().__init__()
@@ -119,6 +124,7 @@ class CourseRefusedDialog(ConsoleDialog[str]):
 
     DEFAULT_CSS = DIALOG_CSS.format(name="CourseRefusedDialog")
     BINDINGS: ClassVar[list[BindingType]] = [Binding("n", "cancel", "Back")]
+    AUTO_FOCUS = "#back"  # the override needs its own deliberate choice
 
     def __init__(self, reasons: Sequence[str]) -> None:
         super().__init__()
@@ -149,6 +155,7 @@ class ReasonDialog(ConsoleDialog[str]):
     """A written reason (an override of the course rules)."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ReasonDialog")
+    AUTO_FOCUS = "#reason"
 
     def __init__(self, prompt: str) -> None:
         super().__init__()
@@ -193,6 +200,7 @@ class ParametersDialog(ConsoleDialog[dict[str, float]]):
         "ParametersDialog .param-row Label { width: 40; padding: 1 0 0 0; }"
         "ParametersDialog .param-row Input { width: 16; }"
     )
+    AUTO_FOCUS = "Input"  # the first value; Enter in any of them sends them all
 
     def __init__(self, rows: Sequence[tuple[str, float, float, float]]) -> None:
         """rows: (parameter, current value, window min, window max)."""
@@ -215,9 +223,16 @@ class ParametersDialog(ConsoleDialog[dict[str, float]]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        if event.button.id != "apply":
+        if event.button.id == "apply":
+            self._apply()
+        else:
             self.dismiss({})
-            return
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self._apply()
+
+    def _apply(self) -> None:
         values: dict[str, float] = {}
         for name, _value, _low, _high in self.rows:
             text = self.query_one(f"#param-{name}", Input).value

@@ -69,6 +69,7 @@ class ReportScreen(Screen[None]):
         Binding("n", "next_patient", "Next patient"),
         Binding("q", "app.quit", "Quit"),
     ]
+    AUTO_FOCUS = "#next"
 
     def __init__(self, summary: SessionSummary) -> None:
         super().__init__()

@@ -47,6 +47,7 @@ class ServiceLoginDialog(ConsoleDialog["Identity | None"]):
     attempt logged by the account book either way, the password never shown or kept."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ServiceLoginDialog")
+    AUTO_FOCUS = "#user"
 
     def __init__(self, action: str) -> None:
         super().__init__()
@@ -102,6 +103,7 @@ class ServiceScreen(Screen[None]):
     ServiceScreen #cal-progress { margin: 1 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("f3", "logout", "Log out")]
+    AUTO_FOCUS = "#validate"  # read-only: Enter never starts the calibration's test pulses
 
     def __init__(self, identity: Identity) -> None:
         super().__init__()

@@ -56,6 +56,7 @@ class SetupScreen(Screen[None]):
         Binding("f5", "start", "Start session"),
         Binding("f2", "service", "Service login"),
     ]
+    AUTO_FOCUS = "#patient"
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,9 +104,7 @@ class SetupScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        patient = self.query_one("#patient", Input)
-        patient.cursor_blink = self.console.config.cursor_blink
-        patient.focus()
+        self.query_one("#patient", Input).cursor_blink = self.console.config.cursor_blink
         plan = self.plan_file
         if plan is not None:
             self.query_one("#area", Select).value = plan.area

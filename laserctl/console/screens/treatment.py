@@ -83,6 +83,7 @@ class TreatmentScreen(Screen[None]):
         Binding("5", "sim_contact", "sim contact", show=False),
         Binding("6", "sim_button", "sim e-stop", show=False),
     ]
+    AUTO_FOCUS = None  # nothing to focus: every command is a key of the screen's own
 
     def __init__(self, session: TreatmentSession, course_dose: tuple[int, float]) -> None:
         super().__init__()
