@@ -27,10 +27,11 @@ from textual.widget import Widget
 from textual.widgets import Button, Input, Static
 
 from laserctl.auth import AccountBook
-from laserctl.console.app import ConsoleApp, ConsoleConfig
+from laserctl.console.app import ConsoleApp
 from laserctl.console.clinic import Clinic
 from laserctl.console.discovery import simulators
 from laserctl.console.guidance import advise
+from laserctl.console.host import ConsoleConfig
 from laserctl.console.screens.connect import ConnectScreen
 from laserctl.console.screens.dialogs import (
     ConfirmDialog,

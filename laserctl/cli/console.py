@@ -85,8 +85,9 @@ def console(
         click.echo(f"laserctl console: {exc}", err=True)
         sys.exit(EXIT_USAGE)
 
-    from laserctl.console.app import ConsoleApp, ConsoleConfig
+    from laserctl.console.app import ConsoleApp
     from laserctl.console.clinic import Clinic
+    from laserctl.console.host import ConsoleConfig
 
     app = ConsoleApp(
         Clinic(db_path, reports_dir=reports_dir, training=training),

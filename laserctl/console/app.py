@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from rich.markup import escape
@@ -36,7 +35,7 @@ from textual.timer import Timer
 
 from laserctl.controller.table import State
 
-from .discovery import DeviceChoice, discover
+from .host import ConsoleConfig, Deliver
 
 if TYPE_CHECKING:
     from drivers.host import HandpieceConnection
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from laserctl.plan import TreatmentPlan
 
     from .clinic import Clinic
+    from .host import ConsoleHost
     from .screens.treatment import TreatmentScreen
     from .treatment import SessionSummary, TreatmentSession
     from .view import ConsoleView
@@ -54,24 +54,6 @@ RENDER_EVERY_S = 0.1
 
 class ViewChanged(Message):
     """The session's bridge has a newer view (posted from the controller's thread)."""
-
-
-class Deliver(Message):
-    """Run `fn` on the interface's thread (the end of an I/O job)."""
-
-    def __init__(self, fn: Callable[[], None]) -> None:
-        super().__init__()
-        self.fn = fn
-
-
-@dataclass
-class ConsoleConfig:
-    device: str = "sim:fractional-1550"
-    plan: TreatmentPlan | None = None  # --plan FILE: used instead of a profile
-    profile: str | None = None  # --profile SELECTOR: preselects area, variant, IV-VI
-    operator: str | None = None
-    discover: Callable[[], tuple[list[DeviceChoice], str]] = field(default=discover)
-    cursor_blink: bool = True  # off for screenshots
 
 
 STATE_COLOUR = {
@@ -367,3 +349,7 @@ class ConsoleApp(App[None]):
             ),
             answered,
         )
+
+
+if TYPE_CHECKING:  # mypy checks that the console is what its screens take it for
+    _HOST: type[ConsoleHost] = ConsoleApp

@@ -26,9 +26,10 @@ from drivers.protocol import HANDPIECES, DeviceInfo, HandpieceType, Param
 from laserctl.controller.snapshot import Snapshot
 from laserctl.controller.table import State
 
-from .app import ConsoleApp, ConsoleConfig
+from .app import ConsoleApp
 from .clinic import Clinic
 from .discovery import DeviceChoice, simulators
+from .host import ConsoleConfig
 from .view import CauseView, ConsoleView, RefusalView, ShotPoint
 
 if TYPE_CHECKING:

@@ -97,9 +97,9 @@ class ConsoleHeader(Horizontal):
         self.where = where
 
     def compose(self) -> ComposeResult:
-        from .app import ConsoleApp
+        from .host import ConsoleHost
 
-        training = isinstance(self.app, ConsoleApp) and self.app.clinic.training
+        training = isinstance(self.app, ConsoleHost) and self.app.clinic.training
         yield Static(self.where, id="where", markup=False)
         yield Static("TRAINING" if training else "SIMULATION", id="sim-badge")
         yield EStopButton("E-STOP (Esc)", id="estop", variant="error")

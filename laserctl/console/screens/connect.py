@@ -13,12 +13,12 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..host import OnConsole
 from ..widgets import ConsoleHeader
 
 if TYPE_CHECKING:
     from drivers.protocol import DeviceInfo
 
-    from ..app import ConsoleApp
     from ..discovery import DeviceChoice
 
 
@@ -32,7 +32,7 @@ def describe_device(info: DeviceInfo) -> Text:
     return text
 
 
-class ConnectScreen(Screen[None]):
+class ConnectScreen(OnConsole, Screen[None]):
     DEFAULT_CSS = """
     ConnectScreen #body { padding: 0 2; }
     ConnectScreen #url-row { height: 3; }
@@ -47,13 +47,6 @@ class ConnectScreen(Screen[None]):
         Binding("f5", "rescan", "Rescan devices"),
     ]
     AUTO_FOCUS = "#url"  # Enter connects
-
-    @property
-    def console(self) -> ConsoleApp:
-        from ..app import ConsoleApp
-
-        assert isinstance(self.app, ConsoleApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader("Connect a handpiece")
@@ -140,4 +133,4 @@ class ConnectScreen(Screen[None]):
     def action_service(self) -> None:
         from .service import open_service
 
-        open_service(self.console)
+        open_service(self.app)

@@ -4,7 +4,7 @@ Each names its initial focus: the answer that is safe to give with Enter, or the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -13,10 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from ..host import OnConsole
 from ..widgets import UNITS, ConsoleHeader
-
-if TYPE_CHECKING:
-    from ..app import ConsoleApp
 
 R = TypeVar("R")
 
@@ -30,13 +28,8 @@ DIALOG_CSS = """
 """
 
 
-class ConsoleDialog(ModalScreen[R]):
-    @property
-    def console(self) -> ConsoleApp:
-        from ..app import ConsoleApp
-
-        assert isinstance(self.app, ConsoleApp)
-        return self.app
+class ConsoleDialog(OnConsole, ModalScreen[R]):
+    """A modal dialog of the console."""
 
 
 class EStopNotice(ConsoleDialog[None]):

@@ -12,10 +12,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
+from ..host import OnConsole
 from ..widgets import ConsoleHeader
 
 if TYPE_CHECKING:
-    from ..app import ConsoleApp
     from ..treatment import SessionSummary
 
 
@@ -59,7 +59,7 @@ def summary_text(summary: SessionSummary) -> Text:
     return text
 
 
-class ReportScreen(Screen[None]):
+class ReportScreen(OnConsole, Screen[None]):
     DEFAULT_CSS = """
     ReportScreen #body { padding: 1 2; }
     ReportScreen #buttons { height: 3; margin: 1 0 0 0; }
@@ -74,13 +74,6 @@ class ReportScreen(Screen[None]):
     def __init__(self, summary: SessionSummary) -> None:
         super().__init__()
         self.summary = summary
-
-    @property
-    def console(self) -> ConsoleApp:
-        from ..app import ConsoleApp
-
-        assert isinstance(self.app, ConsoleApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader("Session report")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.table import Table
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
@@ -19,6 +19,7 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, Static
 from drivers.protocol import Param
 
 from ..clinic import SERVICE_ACTION, ClinicError, ProfileRow
+from ..host import Deliver, OnConsole
 from ..widgets import CalibrationPlot, ConsoleHeader
 from .connect import describe_device
 from .dialogs import DIALOG_CSS, ConsoleDialog
@@ -27,14 +28,13 @@ if TYPE_CHECKING:
     from laserctl.auth import Identity
     from laserctl.calibration.procedure import Outcome
 
-    from ..app import ConsoleApp
 
 
 class CalibrationAborted(Exception):
     """The e-stop was pressed during calibration."""
 
 
-def open_service(app: ConsoleApp) -> None:
+def open_service(app: App[Any]) -> None:
     def logged_in(identity: Identity | None) -> None:
         if identity is not None:
             app.push_screen(ServiceScreen(identity))
@@ -92,7 +92,7 @@ class ServiceLoginDialog(ConsoleDialog["Identity | None"]):
         self.dismiss(None)
 
 
-class ServiceScreen(Screen[None]):
+class ServiceScreen(OnConsole, Screen[None]):
     DEFAULT_CSS = """
     ServiceScreen #body { padding: 0 2; }
     ServiceScreen #columns { height: auto; }
@@ -109,13 +109,6 @@ class ServiceScreen(Screen[None]):
         super().__init__()
         self.identity = identity
         self.outcome: Outcome | None = None
-
-    @property
-    def console(self) -> ConsoleApp:
-        from ..app import ConsoleApp
-
-        assert isinstance(self.app, ConsoleApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         device = self.console.device
@@ -170,8 +163,6 @@ class ServiceScreen(Screen[None]):
     def calibrate(self) -> None:
         from drivers.host import HandpieceConnection
 
-        from ..app import Deliver
-
         app, device = self.console, self.console.device
         if device is None or app.service_port is not None:
             return
@@ -193,7 +184,7 @@ class ServiceScreen(Screen[None]):
         def progress(pulses: int) -> None:
             if abort.is_set():
                 raise CalibrationAborted("calibration aborted by the e-stop")
-            app.post_message(Deliver(lambda: bar.advance(pulses)))
+            self.app.post_message(Deliver(lambda: bar.advance(pulses)))
 
         def job() -> Outcome:
             try:

@@ -16,6 +16,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Stat
 from drivers.protocol import Param
 
 from ..clinic import ClinicError, CourseCheck
+from ..host import OnConsole
 from ..widgets import UNITS, ConsoleHeader
 from .connect import describe_device
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from laserctl.plan import TreatmentPlan
     from laserctl.profiles import Catalog
 
-    from ..app import ConsoleApp
     from ..treatment import TreatmentSession
 
 AREAS = ("chest", "abdomen", "thighs", "buttocks")  # laserctl.profiles.AREAS
@@ -36,7 +36,7 @@ ROLES = {
 }
 
 
-class SetupScreen(Screen[None]):
+class SetupScreen(OnConsole, Screen[None]):
     DEFAULT_CSS = """
     SetupScreen #body { padding: 0 2; }
     SetupScreen .row { height: 3; }
@@ -65,13 +65,6 @@ class SetupScreen(Screen[None]):
         self._check_no = 0
         self._windows: dict[Param, tuple[float, float, float]] = {}
         self.inputs: dict[Param, Input] = {}  # the value of each parameter
-
-    @property
-    def console(self) -> ConsoleApp:
-        from ..app import ConsoleApp
-
-        assert isinstance(self.app, ConsoleApp)
-        return self.app
 
     @property
     def plan_file(self) -> TreatmentPlan | None:
@@ -329,7 +322,7 @@ class SetupScreen(Screen[None]):
     def action_service(self) -> None:
         from .service import open_service
 
-        open_service(self.console)
+        open_service(self.app)
 
     @on(Button.Pressed, "#back")
     def _back(self) -> None:

@@ -22,6 +22,7 @@ from laserctl.controller.events import (
 )
 from laserctl.controller.table import State
 
+from ..host import OnConsole
 from ..widgets import (
     ConsoleHeader,
     DosePanel,
@@ -33,7 +34,6 @@ from ..widgets import (
 )
 
 if TYPE_CHECKING:
-    from ..app import ConsoleApp
     from ..treatment import TreatmentSession
     from ..view import ConsoleView
 
@@ -56,7 +56,7 @@ SIM_HELP = (
 )
 
 
-class TreatmentScreen(Screen[None]):
+class TreatmentScreen(OnConsole, Screen[None]):
     DEFAULT_CSS = """
     TreatmentScreen #sim-banner { display: none; background: magenta; color: white;
         text-style: bold; padding: 0 1; height: auto; }
@@ -94,13 +94,6 @@ class TreatmentScreen(Screen[None]):
         self.injected: dict[str, bool] = {}  # simulator toggles, as last injected
         self.last_sim = ""
         self.ready = False  # every panel composed: views may be shown
-
-    @property
-    def console(self) -> ConsoleApp:
-        from ..app import ConsoleApp
-
-        assert isinstance(self.app, ConsoleApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         s = self.session
