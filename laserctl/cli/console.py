@@ -9,6 +9,8 @@ import click
 
 from . import EXIT_OK, EXIT_USAGE
 
+DEFAULT_DEVICE = "sim:fractional-1550"  # offered on the connect screen
+
 
 @click.command(
     epilog="Examples:\n\n  laserctl console     # the simulated fractional 1550 nm handpiece\n\n"
@@ -21,9 +23,9 @@ from . import EXIT_OK, EXIT_USAGE
 @click.option(
     "--device",
     "url",
-    default="sim:fractional-1550",
-    show_default=True,
-    help="Device URL to offer first (see laserctl --help); sim: URLs are for training.",
+    default=None,
+    help="Connect to this device URL at once (see laserctl --help); without it the connect "
+    "screen offers sim:fractional-1550 and the devices found. sim: URLs are for training.",
 )
 @click.option(
     "--db",
@@ -59,7 +61,7 @@ from . import EXIT_OK, EXIT_USAGE
     help="Where session reports go (default: reports/ next to the shot log).",
 )
 def console(
-    url: str,
+    url: str | None,
     db_path: Path | None,
     plan_path: str | None,
     profile: str | None,
@@ -91,7 +93,13 @@ def console(
 
     app = ConsoleApp(
         Clinic(db_path, reports_dir=reports_dir, training=training),
-        ConsoleConfig(device=url, plan=plan, profile=profile, operator=operator),
+        ConsoleConfig(
+            device=url or DEFAULT_DEVICE,
+            plan=plan,
+            profile=profile,
+            operator=operator,
+            connect_at_start=url is not None,
+        ),
     )
     try:
         app.run()

@@ -41,6 +41,7 @@ class ConsoleConfig:
     operator: str | None = None
     discover: Callable[[], tuple[list[DeviceChoice], str]] = field(default=discover)
     cursor_blink: bool = True  # off for screenshots
+    connect_at_start: bool = False  # `--device URL` given: connect to it at once
 
 
 class Deliver(Message):

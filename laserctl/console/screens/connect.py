@@ -69,8 +69,11 @@ class ConnectScreen(OnConsole, Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#url", Input).cursor_blink = self.console.config.cursor_blink
+        config = self.console.config
+        self.query_one("#url", Input).cursor_blink = config.cursor_blink
         self.action_rescan()
+        if config.connect_at_start:  # named on the command line: connect, no waiting (once)
+            self.connect()
 
     def action_rescan(self) -> None:
         self.query_one("#found-note", Static).update("searching ...")
