@@ -110,8 +110,9 @@ class Pipeline:
         rate_hz: float = RATE_HZ,
     ) -> None:
         self.servers: list[InProcessServer] = []
-        self.controller = Controller(fast_plan(pulses, rate_hz), calibration=training_calibration)
-        self.controller.session_id = session_id
+        self.controller = Controller(
+            fast_plan(pulses, rate_hz), calibration=training_calibration, session_id=session_id
+        )
         self.runner = ControllerRunner(
             "bench:fast-sim",
             self.controller,

@@ -25,11 +25,11 @@ def _durable_rate(shots: int, *, group_commit: bool) -> tuple[float, int]:
         store = open_store(tmp / "bench.db")
         writer = GroupCommitWriter(store) if group_commit else None
         try:
-            pipeline = Pipeline(store=store, writer=writer, pulses=shots)
-            sid = store.begin_session(
-                "P-0001", "abdomen", context=controller_context(pipeline.controller)
+            sid = store.new_session_id()
+            pipeline = Pipeline(store=store, writer=writer, pulses=shots, session_id=sid)
+            store.begin_session(
+                "P-0001", "abdomen", session_id=sid, context=controller_context(pipeline.controller)
             )
-            pipeline.controller.session_id = sid
             with pipeline:
                 fired, elapsed = pipeline.burst(shots, TIMEOUT_S)
             logged = store.shots_logged(sid)

@@ -114,11 +114,11 @@ class Host:
             },
         )
         self.store = open_store(db)
-        self.controller = Controller(plan, calibration=training_calibration)
-        sid = self.store.begin_session(
-            "P-0001", "abdomen", context=controller_context(self.controller)
+        sid = self.store.new_session_id()
+        self.controller = Controller(plan, calibration=training_calibration, session_id=sid)
+        self.store.begin_session(
+            "P-0001", "abdomen", session_id=sid, context=controller_context(self.controller)
         )
-        self.controller.session_id = sid
         self.writer = GroupCommitWriter(self.store)
         self.runner = ControllerRunner(
             url,

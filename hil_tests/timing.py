@@ -117,12 +117,14 @@ class Controlled:
     def __init__(self, url: str, db: Path, plan_path: Path, *, patient: str, area: str) -> None:
         self.tap = Tap()
         self.store = open_store(db)
+        self.session_id = self.store.new_session_id()
         self.controller = Controller(
-            load_plan(plan_path), calibration=calibration_lookup(self.store)
+            load_plan(plan_path),
+            calibration=calibration_lookup(self.store),
+            session_id=self.session_id,
         )
         context = controller_context(self.controller)
-        self.session_id = self.store.begin_session(patient, area, context=context)
-        self.controller.session_id = self.session_id
+        self.store.begin_session(patient, area, session_id=self.session_id, context=context)
         self.writer = GroupCommitWriter(self.store)
 
         def connect(url: str, on_event: Callable[[Notification], None]) -> HandpieceConnection:

@@ -45,6 +45,9 @@ def app_for(clinic: Clinic, *, device: str, connect_at_start: bool) -> ConsoleAp
 def test_a_device_named_at_start_is_connected_without_a_key(clinic: Clinic) -> None:
     async def scenario(pilot: Pilot[None], app: ConsoleApp) -> None:
         await until(pilot, lambda: isinstance(app.screen, SetupScreen), "the patient screen")
+        setup = app.screen
+        assert isinstance(setup, SetupScreen)
+        await until(pilot, lambda: setup.inputs, "the profile's windows")  # drawn in full
         assert app.device is not None and app.device.handpiece.slug == "ndyag-1064"
         assert app.url == NDYAG
 

@@ -96,9 +96,9 @@ def test_the_disk_filling_mid_burst_stops_emission_and_keeps_the_log_consistent(
     tmp_path: Path,
 ) -> None:
     store = open_store(tmp_path / "log.db")
-    controller = Controller(PLAN)
-    sid = store.begin_session("P-0001", "abdomen", context=controller_context(controller))
-    controller.session_id = sid
+    sid = store.new_session_id()
+    controller = Controller(PLAN, session_id=sid)
+    store.begin_session("P-0001", "abdomen", session_id=sid, context=controller_context(controller))
     runner = ControllerRunner("sim:fractional-1550", controller, store=store)
     runner.start()
     try:

@@ -33,10 +33,10 @@ PLAN = dataclasses.replace(
 @pytest.mark.req("SR-11")
 def test_a_burst_is_logged_shot_by_shot_with_its_context_and_events(tmp_path: Path) -> None:
     store = open_store(tmp_path / "log.db")
-    controller = Controller(PLAN)
+    sid = store.new_session_id()
+    controller = Controller(PLAN, session_id=sid)
     context = controller_context(controller)
-    sid = store.begin_session("P-0001", "abdomen", context=context)
-    controller.session_id = sid
+    store.begin_session("P-0001", "abdomen", session_id=sid, context=context)
     lines = io.StringIO()
     stream = EventStream(store, sid, log=json_lines(lines, patient="P-0001"), context=context)
     runner = ControllerRunner("sim:fractional-1550", controller, store=store)

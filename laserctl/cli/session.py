@@ -122,7 +122,7 @@ def session(
     log = None
     calibrations = None  # the shot log read for calibrations when no session is logged
     if patient is not None and area is not None:
-        log = _open_log(plan, patient, area, db, resume, events_path, echo)
+        log = _open_log(plan, patient, area, db, resume, events_path, echo, url)
         controller, runner = log.controller, log.runner
     else:
         calibration: CalibrationCheck = training_calibration
@@ -134,8 +134,6 @@ def session(
         )
         runner = ControllerRunner(url, controller)
         runner.on_note = echo
-    if log is not None:
-        runner.url = url
     runner.start()
     try:
         runner.submit(Connect())
@@ -392,44 +390,27 @@ def _print_summary(report: dict[str, Any]) -> None:
 
 
 class _Log:
-    """The shot log behind a session: store, group-commit writer, event stream."""
+    """The shot log behind a session: the store it opened, the TreatmentSession on it, the
+    --events file."""
 
-    def __init__(
-        self,
-        store: Any,
-        writer: Any,
-        stream: Any,
-        controller: Any,
-        runner: Any,
-        session_id: str,
-        events_file: Any,
-    ) -> None:
-        self.store, self.writer, self.stream = store, writer, stream
-        self.controller, self.runner, self.session_id = controller, runner, session_id
-        self.events_file = events_file
+    def __init__(self, store: Any, session: Any, events_file: Any) -> None:
+        self.store, self.session, self.events_file = store, session, events_file
+        self.controller, self.runner = session.controller, session.runner
+        self.session_id: str = session.session_id
         self.shots_logged = 0
         self.error = ""  # why the shot log failed (a full disk, a read-only file), or ""
 
     def close(self, report: dict[str, Any] | None) -> None:
-        """Close the log; a failed shot log is reported in the summary, never as a traceback
-        (what was stored before the failure stays intact: the store commits whole batches)."""
-        from laserctl.records import RecordError
-
-        try:
-            self.writer.flush()
-        except RecordError as exc:
-            self.error = str(exc)
-        finally:
-            self.writer.close()
+        """End the session and close the log; a failed shot log is reported in the summary,
+        never as a traceback (laserctl.session.TreatmentSession.end)."""
         summary = {"final_state": report["final_state"]} if report else {"final_state": "?"}
         try:
-            self.shots_logged = self.store.end_session(self.session_id, summary)
-        except RecordError as exc:
-            self.error = self.error or str(exc)
+            ending = self.session.end(summary)
+            self.shots_logged, self.error = ending.shots_logged, ending.error
         finally:
             self.store.close()
-        if self.events_file is not None:
-            self.events_file.close()
+            if self.events_file is not None:
+                self.events_file.close()
 
 
 def _open_log(
@@ -440,16 +421,11 @@ def _open_log(
     resume: bool,
     events_path: str | None,
     echo: Any,
+    url: str,
 ) -> _Log:
-    import dataclasses
-
-    from laserctl.controller.core import Controller
-    from laserctl.controller.runner import ControllerRunner
-    from laserctl.logging import EventStream, json_lines
-    from laserctl.plan import builtin_plan
-    from laserctl.records import CourseRuleBroken, RecordError, controller_context, open_store
-    from laserctl.records.writer import GroupCommitWriter
-    from laserctl.safety.limits import DoseUsed
+    from laserctl.logging import json_lines
+    from laserctl.records import CourseRuleBroken, RecordError, open_store
+    from laserctl.session import NothingToResume, TreatmentSession
 
     if plan is not None and plan.area != area:
         _fail(f"the plan is for area {plan.area!r}, not {area!r}", EXIT_USAGE)
@@ -457,56 +433,24 @@ def _open_log(
         store = open_store(db)
     except RecordError as exc:
         _fail(str(exc), EXIT_FAILED)
-    controller = Controller(
-        plan,
-        plan_for=lambda hp: dataclasses.replace(builtin_plan(hp), area=area),
-        calibration=_calibration_source(store),  # SR-14: no valid calibration, no arming
-    )
-    context = controller_context(controller)
-    try:
-        resumed = None
-        if resume:
-            resumed = store.interrupted_session(patient, area)
-            if resumed is None:
-                _fail(f"no interrupted session today for {patient} on {area}", EXIT_USAGE)
-        sid = store.begin_session(patient, area, resume=resumed, context=context)
-        if plan is not None and plan.extra:
-            extra = dict(plan.extra)
-            store.log_event(
-                "info",
-                f"profile {plan.plan_id} version {extra.get('profile_version', '?')} "
-                f"SHA-256 {extra.get('profile_sha256', '?')}; operator values "
-                f"{extra.get('operator_values') or 'none (the defaults)'}",
-                session_id=sid,
-                data={**extra, "plan_id": plan.plan_id, "defaults": _defaults(plan)},
-            )
-    except CourseRuleBroken as exc:
-        store.close()
-        _fail(str(exc), EXIT_FAILED)
-    except RecordError as exc:
-        store.close()
-        _fail(str(exc), EXIT_FAILED)
-    controller.session_id = sid
-    if resumed is not None:
-        pulses, fluence = store.session_dose(sid)
-        controller.dose = DoseUsed(pulses, fluence)
-        controller.count_recovered = True  # shots re-read now were fired in this session
-    writer = GroupCommitWriter(store)
-    runner = ControllerRunner("", controller, store=store, writer=writer)
     events_file = open(events_path, "a", encoding="utf-8") if events_path else None  # noqa: SIM115
-    stream = EventStream(
-        store,
-        sid,
-        log=json_lines(events_file, patient=patient, area=area) if events_file else None,
-        sink=writer.submit_event,
-        context=context,
-        echo=echo,
-    )
-    runner.on_note = stream.on_note
-    return _Log(store, writer, stream, controller, runner, sid, events_file)
-
-
-def _defaults(plan: TreatmentPlan) -> dict[str, float]:
-    """The values the controller sends first: the profile's defaults with the operator's
-    values in place."""
-    return {p.field_name: w.default for p, w in sorted(plan.windows.items())}
+    try:
+        session = TreatmentSession(
+            store,
+            url,
+            plan,
+            patient,
+            area,
+            calibration=_calibration_source(store),  # SR-14: no valid calibration, no arming
+            resume=resume,
+            events_log=json_lines(events_file, patient=patient, area=area)
+            if events_file
+            else None,
+            echo=echo,
+        )
+    except (NothingToResume, CourseRuleBroken, RecordError) as exc:
+        store.close()
+        if events_file is not None:
+            events_file.close()
+        _fail(str(exc), EXIT_USAGE if isinstance(exc, NothingToResume) else EXIT_FAILED)
+    return _Log(store, session, events_file)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .clinic import Clinic
     from .host import ConsoleHost
     from .screens.treatment import TreatmentScreen
-    from .treatment import SessionSummary, TreatmentSession
+    from .treatment import ConsoleSession, SessionSummary
     from .view import ConsoleView
 
 T = TypeVar("T")
@@ -89,7 +89,7 @@ class ConsoleApp(App[None]):
         self.config = config or ConsoleConfig()
         self.url = self.config.device
         self.device: DeviceInfo | None = None  # identified on the connect screen
-        self.session: TreatmentSession | None = None
+        self.session: ConsoleSession | None = None
         self.treatment_screen: TreatmentScreen | None = None
         self.view: ConsoleView | None = None
         self.service_port: HandpieceConnection | None = None  # the calibration link
@@ -255,24 +255,24 @@ class ConsoleApp(App[None]):
         area: str,
         *,
         override: tuple[str, str] | None,
-        done: Callable[[TreatmentSession], None],
+        done: Callable[[ConsoleSession], None],
         failed: Callable[[Exception], None],
     ) -> None:
-        from .treatment import TreatmentSession
+        from .treatment import ConsoleSession
 
         if self.console_estop:
             failed(RuntimeError("acknowledge the e-stop first"))
             return
         url, clinic, wake, operator = self.url, self.clinic, self.wake, self.config.operator
 
-        def begin() -> tuple[TreatmentSession, tuple[int, float]]:
+        def begin() -> tuple[ConsoleSession, tuple[int, float]]:
             before = clinic.course_check(patient, area)  # this area's dose earlier in the course
-            session = TreatmentSession(
+            session = ConsoleSession(
                 clinic, url, plan, patient, area, wake=wake, operator=operator, override=override
             )
             return session, (before.course_pulses, before.course_fluence_j_cm2)
 
-        def started(result: tuple[TreatmentSession, tuple[int, float]]) -> None:
+        def started(result: tuple[ConsoleSession, tuple[int, float]]) -> None:
             from .screens.treatment import TreatmentScreen
 
             session, course_dose = result

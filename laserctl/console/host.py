@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from laserctl.plan import TreatmentPlan
 
     from .clinic import Clinic
-    from .treatment import TreatmentSession
+    from .treatment import ConsoleSession
     from .view import ConsoleView
 
 T = TypeVar("T")
@@ -82,7 +82,7 @@ class ConsoleHost(Protocol):
         area: str,
         *,
         override: tuple[str, str] | None,
-        done: Callable[[TreatmentSession], None],
+        done: Callable[[ConsoleSession], None],
         failed: Callable[[Exception], None],
     ) -> None: ...
 

@@ -35,7 +35,7 @@ from .view import CauseView, ConsoleView, RefusalView, ShotPoint
 if TYPE_CHECKING:
     from textual.pilot import Pilot
 
-    from .treatment import SessionSummary, TreatmentSession
+    from .treatment import ConsoleSession, SessionSummary
 
 SIZE = (120, 40)
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -191,7 +191,7 @@ class SceneRunner:
 
 
 class SceneSession:
-    """What the treatment screen reads of a TreatmentSession, holding a fixed view."""
+    """What the treatment screen reads of a ConsoleSession, holding a fixed view."""
 
     def __init__(self, view: ConsoleView) -> None:
         from laserctl.plan import FRACTIONAL_CONSERVATIVE
@@ -280,7 +280,7 @@ async def _setup(pilot: Pilot[None], app: ConsoleApp) -> None:
 async def _treatment(pilot: Pilot[None], app: ConsoleApp, view: ConsoleView) -> None:
     from .screens.treatment import TreatmentScreen
 
-    session = cast("TreatmentSession", SceneSession(view))  # a scene: only what is shown
+    session = cast("ConsoleSession", SceneSession(view))  # a scene: only what is shown
     app.session = session
     screen = TreatmentScreen(session, (0, 0.0))
     app.treatment_screen = screen

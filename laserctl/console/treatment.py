@@ -1,8 +1,7 @@
-"""A treatment session as the console runs it: the construction of `laserctl session
---patient --area` (laserctl/cli/session.py, _open_log): Controller(plan, calibration=the shot
-log's calibration lookup), begin_session with the controller's context (the course rules are
-checked there), the group-commit writer between the runner and the shot log (SHOT_ACK only
-after the shot is on disk, SR-11), EventStream for the notes; end_session at the end.
+"""A treatment session as the console runs it: laserctl.session.TreatmentSession (the one
+`laserctl session --patient --area` runs: the course rules, the controller with its session
+settings, the group-commit writer, the event stream) behind the console's bridge, and at the
+end the summary, the HTML report and the shot log's verification.
 
 Training (`laserctl console --training`, simulated handpieces only): no calibration needed
 (laserctl.controller.core.stand_in_calibration), and the shot log is a throwaway one.
@@ -13,24 +12,21 @@ thread. While the session runs the console touches it only through the bridge.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from laserctl.controller.table import ARMED, State
-from laserctl.records.writer import GroupCommitWriter
 
 from .bridge import ControllerBridge
 from .clinic import Clinic
 
 if TYPE_CHECKING:
     from drivers.protocol import DeviceInfo
+    from laserctl.controller.events import Note
     from laserctl.controller.runner import ControllerRunner
     from laserctl.controller.shots import ShotRecord
-    from laserctl.logging import EventStream
     from laserctl.plan import TreatmentPlan
-    from laserctl.records import RecordStore
 
 IDENTIFY_TIMEOUT_S = 5.0
 SETTLE_S = 2.0
@@ -47,20 +43,6 @@ def identify(url: str) -> DeviceInfo:
         connection.close()
 
 
-class TappedWriter(GroupCommitWriter):
-    """The group-commit writer, passing each shot's set and measured values on to the
-    console as the controller hands it over (for the sparkline; durability is the writer's)."""
-
-    def __init__(self, store: RecordStore, on_shot: Callable[[ShotRecord], None]) -> None:
-        super().__init__(store)
-        self.on_shot = on_shot
-
-    def submit_shot(self, shot: ShotRecord) -> int:
-        ticket = super().submit_shot(shot)
-        self.on_shot(shot)
-        return ticket
-
-
 @dataclass(frozen=True, slots=True)
 class SessionSummary:
     session_id: str
@@ -75,7 +57,10 @@ class SessionSummary:
     log_note: str
 
 
-class TreatmentSession:
+class ConsoleSession:
+    """A TreatmentSession (laserctl.session, the one `laserctl session` runs) with the
+    console's bridge in front of its runner."""
+
     def __init__(
         self,
         clinic: Clinic,
@@ -87,63 +72,43 @@ class TreatmentSession:
         wake: Callable[[], None],
         operator: str | None = None,
         override: tuple[str, str] | None = None,  # (service user, written reason), SR-18
+        resume: bool = False,  # the same day's interrupted session, after a crash
     ) -> None:
         """Begin the session in the shot log (the course rules are checked there: a refusal
         raises CourseRuleBroken and nothing is connected), then start the controller and
         connect. `wake` must not block (see bridge.py)."""
-        from laserctl.controller.core import Controller, stand_in_calibration
+        from laserctl.controller.core import stand_in_calibration
         from laserctl.controller.events import Connect
-        from laserctl.controller.runner import ControllerRunner
-        from laserctl.logging import EventStream
-        from laserctl.records import CourseOverride, controller_context
+        from laserctl.records import CourseOverride
+        from laserctl.session import TreatmentSession
+
+        def note(note: Note) -> None:  # the bridge comes with the runner, made in there
+            self.bridge.on_note(note)
+
+        def shot(shot: ShotRecord) -> None:
+            self.bridge.on_shot(shot)
 
         self.clinic = clinic
-        self.url = url
-        self.plan = plan
-        self.patient = patient
-        self.area = area
-        store = clinic.store
-        controller = Controller(
+        self.treatment = TreatmentSession(
+            clinic.store,
+            url,
             plan,
+            patient,
+            area,
             # SR-14: arming needs the handpiece's valid calibration from the shot log, which
             # also maps the dose to the handpiece's set points; training: simulated only.
             calibration=stand_in_calibration if clinic.training else clinic.calibration_source(),
-            session_id=f"console-{uuid.uuid4().hex[:8]}",
-        )
-        context = controller_context(controller)
-        self.session_id = store.begin_session(
-            patient,
-            area,
             operator=operator,
             override=CourseOverride(*override) if override else None,
-            context=context,
+            resume=resume,
+            echo=note,
+            on_shot=shot,
         )
-        controller.session_id = self.session_id
-        if plan.extra:  # which profile, which version, which values (as laserctl session)
-            extra = dict(plan.extra)
-            store.log_event(
-                "info",
-                f"profile {plan.plan_id} version {extra.get('profile_version', '?')} SHA-256 "
-                f"{extra.get('profile_sha256', '?')}; operator values "
-                f"{extra.get('operator_values') or 'none (the defaults)'}",
-                session_id=self.session_id,
-                data={**extra, "plan_id": plan.plan_id},
-            )
-        self.course = store.session(self.session_id).course
-        self.writer = TappedWriter(store, lambda _shot: None)
-        self.runner: ControllerRunner = ControllerRunner(
-            url, controller, store=store, writer=self.writer
-        )
+        self.url, self.plan, self.patient, self.area = url, plan, patient, area
+        self.session_id = self.treatment.session_id
+        self.course = self.treatment.course
+        self.runner: ControllerRunner = self.treatment.runner
         self.bridge = ControllerBridge(self.runner, wake)
-        self.writer.on_shot = self.bridge.on_shot
-        self.stream: EventStream | None = EventStream(
-            store,
-            self.session_id,
-            sink=self.writer.submit_event,
-            context=context,
-            echo=self.bridge.on_note,
-        )
-        self.runner.on_note = self.stream.on_note
         self.bridge.attach()
         self.runner.start()
         self.runner.submit(Connect())
@@ -159,6 +124,7 @@ class TreatmentSession:
         the HTML report. The link stays open (disarmed) until close(), so the e-stop still
         reaches the handpiece while the report is on screen."""
         from laserctl.controller.events import RefreshStatus
+        from laserctl.records import RecordError
 
         runner = self.runner
         runner.disarm()
@@ -169,22 +135,18 @@ class TreatmentSession:
             runner.wait_for(lambda s: s.commands_in_flight == 0, 1.0)
         report = runner.report()
         runner.on_note = self.bridge.on_note  # the session has ended: nothing more is its own
-        self.stream = None
-        try:
-            self.writer.flush()  # every shot and event on disk before the end is logged
-        finally:
-            self.writer.close()
-        store = self.clinic.store
-        logged = store.end_session(
-            self.session_id,
+        ending = self.treatment.end(
             {
                 "final_state": report["final_state"],
                 "shots_fired": report["shots_fired"],
                 "shots_seen": report["shots_seen"],
                 "faults": len(report["faults"]),
                 "refusals": len(report["refusals"]),
-            },
+            }
         )
+        if ending.error:
+            raise RecordError(ending.error)
+        logged = ending.shots_logged
         path, problem = "", ""
         try:
             path = str(self.clinic.write_report(self.session_id))
@@ -211,9 +173,7 @@ class TreatmentSession:
             return
         self.closed = True
         self.bridge.detach()
-        self.runner.close()
-        if self.finished is None:  # closed without finish(): what was submitted is kept
-            self.writer.close()
+        self.treatment.close()  # closed without finish(): what was submitted is kept
 
     @property
     def state(self) -> State:

@@ -191,8 +191,13 @@ class Controller:
         plan_for: Callable[[Any], TreatmentPlan] = builtin_plan,
         calibration: CalibrationCheck = stand_in_calibration,
         session_id: str = "session",
+        dose: DoseUsed | None = None,
+        count_recovered: bool = False,
         now: float = 0.0,
     ) -> None:
+        """`session_id` names the session in the shot log; a resumed session (after a crash)
+        starts from the `dose` its shots already delivered, and with `count_recovered` the
+        shots the device kept and re-reads count as this session's (they were fired in it)."""
         self.plan = plan
         self._plan_for = plan_for
         self._calibration = calibration
@@ -226,7 +231,7 @@ class Controller:
         self._fluence: dict[tuple[object, ...], float] = {}
         self._fluence_of: object = None
         self._sent_with: object = _NOTHING_SENT  # the calibration of the last SET_PARAMS
-        self.count_recovered = False  # a resumed session: re-read shots are this session's
+        self.count_recovered = count_recovered  # re-read shots are this session's
         self.status: StatusBody | None = None
         self.eyewear = False
         self._readings_of: tuple[object, ...] | None = None  # what _readings_cache came from
@@ -260,7 +265,7 @@ class Controller:
         self._emission_noted = False
         # shots and dose
         self.ledger = ShotLedger()
-        self.dose = DoseUsed()
+        self.dose = dose if dose is not None else DoseUsed()
         self.shots_seen = 0
         self.shots_recovered = 0
         # what happened

@@ -333,6 +333,11 @@ class RecordStore:
             )
         return number
 
+    def new_session_id(self) -> str:
+        """A new session's id: S-<local day>-<8 hex digits> (begin_session(session_id=...))."""
+        day = dt.datetime.fromtimestamp(self._clock(), self.tz)
+        return f"S-{day:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+
     def begin_session(
         self,
         patient: str,
@@ -413,11 +418,7 @@ class RecordStore:
                             ),
                         )
                     area_ref = self._area_ref(txn, patient_ref, area)
-                    sid = (
-                        session_id
-                        or f"S-{dt.datetime.fromtimestamp(now, self.tz):%Y%m%d}-"
-                        f"{uuid.uuid4().hex[:8]}"
-                    )
+                    sid = session_id or self.new_session_id()
                     if self._db.execute(
                         "SELECT 1 FROM sessions WHERE session = ?", (sid,)
                     ).fetchone():

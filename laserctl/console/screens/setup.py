@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from laserctl.plan import TreatmentPlan
     from laserctl.profiles import Catalog
 
-    from ..treatment import TreatmentSession
+    from ..treatment import ConsoleSession
 
 AREAS = ("chest", "abdomen", "thighs", "buttocks")  # laserctl.profiles.AREAS
 VARIANTS = (("rubra: early, red striae", "rubra"), ("alba: old, white striae", "alba"))
@@ -285,7 +285,7 @@ class SetupScreen(OnConsole, Screen[None]):
             failed=lambda exc: self._start_failed(exc, plan.area),
         )
 
-    def _started(self, _session: TreatmentSession) -> None:
+    def _started(self, _session: ConsoleSession) -> None:
         self.query_one("#setup-error", Static).update("")
 
     def _start_failed(self, error: Exception, area: str) -> None:

@@ -34,7 +34,7 @@ from ..widgets import (
 )
 
 if TYPE_CHECKING:
-    from ..treatment import TreatmentSession
+    from ..treatment import ConsoleSession
     from ..view import ConsoleView
 
 SIM_ACTIONS = frozenset(
@@ -85,7 +85,7 @@ class TreatmentScreen(OnConsole, Screen[None]):
     ]
     AUTO_FOCUS = None  # nothing to focus: every command is a key of the screen's own
 
-    def __init__(self, session: TreatmentSession, course_dose: tuple[int, float]) -> None:
+    def __init__(self, session: ConsoleSession, course_dose: tuple[int, float]) -> None:
         super().__init__()
         self.session = session
         self.course_dose = course_dose
