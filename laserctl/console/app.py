@@ -257,7 +257,10 @@ class ConsoleApp(App[None]):
         override: tuple[str, str] | None,
         done: Callable[[ConsoleSession], None],
         failed: Callable[[Exception], None],
+        resume: bool = False,
     ) -> None:
+        """Begin (or with `resume`, after a crash, resume today's interrupted session of this
+        patient and area, as `laserctl session --resume`) on the I/O worker, then show it."""
         from .treatment import ConsoleSession
 
         if self.console_estop:
@@ -268,9 +271,21 @@ class ConsoleApp(App[None]):
         def begin() -> tuple[ConsoleSession, tuple[int, float]]:
             before = clinic.course_check(patient, area)  # this area's dose earlier in the course
             session = ConsoleSession(
-                clinic, url, plan, patient, area, wake=wake, operator=operator, override=override
+                clinic,
+                url,
+                plan,
+                patient,
+                area,
+                wake=wake,
+                operator=operator,
+                override=override,
+                resume=resume,
             )
-            return session, (before.course_pulses, before.course_fluence_j_cm2)
+            carried = session.runner.controller.dose  # a resumed session's own, counted there
+            return session, (
+                before.course_pulses - carried.pulses,
+                before.course_fluence_j_cm2 - carried.fluence_j_cm2,
+            )
 
         def started(result: tuple[ConsoleSession, tuple[int, float]]) -> None:
             from .screens.treatment import TreatmentScreen

@@ -49,6 +49,7 @@ class CourseCheck:
     reasons: tuple[str, ...]  # why a session now breaks the rules; empty: it may start
     course_pulses: int  # on this area in this course, before this session
     course_fluence_j_cm2: float
+    interrupted: str = ""  # today's session on the area that never ended (a crash), or ""
 
     @property
     def ok(self) -> bool:
@@ -153,6 +154,7 @@ class Clinic:
             reasons=tuple(courses.rule_breaks(history, course, area, self.clock(), self.tz)),
             course_pulses=sum(s.shots for s in treated),
             course_fluence_j_cm2=sum(s.fluence_j_cm2 for s in treated),
+            interrupted=store.interrupted_session(patient, area) or "",
         )
 
     @property

@@ -84,6 +84,7 @@ class ConsoleHost(Protocol):
         override: tuple[str, str] | None,
         done: Callable[[ConsoleSession], None],
         failed: Callable[[Exception], None],
+        resume: bool = False,
     ) -> None: ...
 
     def end_session(self) -> None: ...

@@ -255,6 +255,9 @@ class DosePanel(Static):
         text.append("shots  ", style="bold")
         text.append(f"{s.shots_seen}", style="bold")
         text.append(f" this session (device count {s.device_shots_fired})")
+        if s.shots_recovered:
+            text.append(f"\n  {s.shots_recovered} re-read from the handpiece", style="bold")
+            text.append(" (fired before, not yet stored)")
         text.append("\ngrant  ", style="bold")
         if armed:
             text.append(f"{max(0, s.grant - s.shots_in_grant)} of {s.grant} pulses left")

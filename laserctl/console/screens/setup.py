@@ -54,6 +54,7 @@ class SetupScreen(OnConsole, Screen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "start", "Start session"),
+        Binding("f7", "resume", "Resume interrupted"),
         Binding("f2", "service", "Service login"),
     ]
     AUTO_FOCUS = "#patient"
@@ -92,6 +93,7 @@ class SetupScreen(OnConsole, Screen[None]):
             yield Static("", id="setup-error", classes="error", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Start session (F5)", id="start", variant="success")
+                yield Button("Resume (F7)", id="resume", variant="warning", disabled=True)
                 yield Button("Service login (F2)", id="service")
                 yield Button("Back", id="back")
         yield Footer()
@@ -211,6 +213,7 @@ class SetupScreen(OnConsole, Screen[None]):
         number = self._check_no
         if not patient:
             self.course = None
+            self.query_one("#resume", Button).disabled = True
             self.query_one("#course", Static).update("enter the patient ID to check the course")
             return
         clinic = self.console.clinic
@@ -232,6 +235,13 @@ class SetupScreen(OnConsole, Screen[None]):
         text.append(
             f"; {check.course_pulses} pulses, {check.course_fluence_j_cm2:.1f} J/cm2 on this area"
         )
+        self.query_one("#resume", Button).disabled = not check.interrupted
+        if check.interrupted:
+            text.append(
+                f"\nsession {check.interrupted} was interrupted today (a crash or power loss): "
+                "F7 resumes it, and the shots the handpiece kept are re-read",
+                style="bold yellow",
+            )
         if check.ok:
             text.append("\nthe course rules allow a session today", style="bold green")
         else:
@@ -250,7 +260,16 @@ class SetupScreen(OnConsole, Screen[None]):
     def action_start(self) -> None:
         self._start(None)
 
-    def _start(self, override: tuple[str, str] | None) -> None:
+    @on(Button.Pressed, "#resume")
+    def action_resume(self) -> None:
+        if self.course is None or not self.course.interrupted:
+            self.query_one("#setup-error", Static).update(
+                "no interrupted session today for this patient and area"
+            )
+            return
+        self._start(None, resume=True)
+
+    def _start(self, override: tuple[str, str] | None, *, resume: bool = False) -> None:
         error = self.query_one("#setup-error", Static)
         error.update("")
         patient = self.query_one("#patient", Input).value.strip()
@@ -283,6 +302,7 @@ class SetupScreen(OnConsole, Screen[None]):
             override=override,
             done=self._started,
             failed=lambda exc: self._start_failed(exc, plan.area),
+            resume=resume,
         )
 
     def _started(self, _session: ConsoleSession) -> None:
@@ -333,6 +353,7 @@ class SetupScreen(OnConsole, Screen[None]):
         self.query_one("#setup-error", Static).update("")
         self.course = None
         self.query_one("#course", Static).update("enter the patient ID to check the course rules")
+        self.query_one("#resume", Button).disabled = True
         if self.plan_file is None:
             self._refresh_profile()
 
