@@ -29,6 +29,7 @@ import laserctl.console
 from laserctl.console.app import ConsoleApp
 from laserctl.console.clinic import Clinic
 from laserctl.console.screens.connect import ConnectScreen
+from laserctl.console.screens.course import CourseScreen
 from laserctl.console.screens.dialogs import (
     ConfirmDialog,
     ConsoleDialog,
@@ -165,6 +166,13 @@ async def _service(pilot: Pilot[None], app: ConsoleApp) -> None:
     login.query_one("#password", Input).value = SERVICE_PASSWORD
     await click(pilot, "#login")
     await until(pilot, lambda: on(app, ServiceScreen), "the service screen")
+
+
+async def _course(pilot: Pilot[None], app: ConsoleApp) -> None:
+    await to_setup(pilot, app)
+    app.screen.query_one("#patient", Input).value = "P-0001"  # typed, without moving the focus
+    await keys(pilot, "f6")
+    await until(pilot, lambda: on(app, CourseScreen), "the course screen")
 
 
 async def _estop_notice(pilot: Pilot[None], app: ConsoleApp) -> None:
@@ -306,6 +314,17 @@ PLACES: dict[str, Place] = {
         ),
     ),
     "service login": Place(ServiceLoginDialog, _login, "#user", LOGIN_REFUSED, LOGIN_TAB),
+    "course": Place(
+        CourseScreen,
+        _course,
+        "#back",
+        Press(("enter",), "goes back", _patient_screen),
+        Press(
+            ("tab", "enter"),
+            "asks for a service login to open a new course",
+            lambda app, _w: on(app, ServiceLoginDialog),
+        ),
+    ),
     "service": Place(
         ServiceScreen,
         _service,

@@ -38,32 +38,7 @@ def show(patient: str, db: str | None, as_json: bool) -> None:
 
 
 def _print(summary: dict[str, Any]) -> None:
-    rules = summary["rules"]
-    click.echo(
-        f"patient {summary['patient']}: course {summary['current_course']} is current "
-        f"(at most {rules['max_sessions_per_course_and_area']} sessions per course and area, "
-        f"{rules['min_days_between_sessions_on_an_area']} days apart)"
-    )
-    for course_entry in summary["courses"]:
-        click.echo(f"course {course_entry['course']}")
-        if not course_entry["areas"]:
-            click.echo("  no sessions yet")
-        for area in course_entry["areas"]:
-            click.echo(
-                f"  {area['area']}: {area['treated_sessions']} session(s), {area['shots']} shots, "
-                f"{area['fluence_j_cm2']:.1f} J/cm2"
-            )
-            for s in area["sessions"]:
-                note = "" if s["ended"] else "  (interrupted)"
-                if not s["counts"]:
-                    note += "  (no shots: does not count)"
-                click.echo(
-                    f"    {s['date']}  {s['session']}  {s['shots']:>6} shots  "
-                    f"{s['fluence_j_cm2']:>10.1f} J/cm2{note}"
-                )
-    click.echo("next session")
-    for area, when in summary["next_session"].items():
-        if when is None:
-            click.echo(f"  {area}: none left in course {summary['current_course']}")
-        else:
-            click.echo(f"  {area}: from {when}")
+    from laserctl.records.courses import summary_lines
+
+    for line in summary_lines(summary):
+        click.echo(line)

@@ -125,6 +125,28 @@ class Clinic:
         except RecordError as exc:
             raise ClinicError(str(exc)) from None
 
+    def course_lines(self, patient: str) -> list[str]:
+        """The patient's courses as `laserctl course show` prints them (SR-18)."""
+        from laserctl.records import RecordError
+        from laserctl.records.courses import summary_lines
+
+        patient = self.check_patient(patient)
+        try:
+            return summary_lines(self.store.course_summary(patient))
+        except RecordError as exc:
+            raise ClinicError(str(exc)) from None
+
+    def open_course(self, patient: str, who: str, reason: str) -> int:
+        """Start the patient's next course: a service action, logged with who and why
+        (SR-18, SR-19). Returns its number."""
+        from laserctl.records import RecordError
+
+        patient = self.check_patient(patient)
+        try:
+            return self.store.open_course(patient, who=who, reason=reason)
+        except RecordError as exc:
+            raise ClinicError(str(exc)) from None
+
     def course_check(self, patient: str, area: str) -> CourseCheck:
         from laserctl.records import courses
 

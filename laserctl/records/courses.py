@@ -15,8 +15,9 @@ next on day 21 at 09:00 are 21 days apart.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 MAX_SESSIONS_PER_COURSE = 5
 MIN_DAYS_BETWEEN = 21
@@ -146,3 +147,38 @@ def summary(
             "min_days_between_sessions_on_an_area": MIN_DAYS_BETWEEN,
         },
     }
+
+
+def summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    """summary() as the lines `laserctl course show` prints and the console's course screen
+    shows."""
+    rules = summary["rules"]
+    out = [
+        f"patient {summary['patient']}: course {summary['current_course']} is current "
+        f"(at most {rules['max_sessions_per_course_and_area']} sessions per course and area, "
+        f"{rules['min_days_between_sessions_on_an_area']} days apart)"
+    ]
+    for course_entry in summary["courses"]:
+        out.append(f"course {course_entry['course']}")
+        if not course_entry["areas"]:
+            out.append("  no sessions yet")
+        for area in course_entry["areas"]:
+            out.append(
+                f"  {area['area']}: {area['treated_sessions']} session(s), {area['shots']} shots, "
+                f"{area['fluence_j_cm2']:.1f} J/cm2"
+            )
+            for s in area["sessions"]:
+                note = "" if s["ended"] else "  (interrupted)"
+                if not s["counts"]:
+                    note += "  (no shots: does not count)"
+                out.append(
+                    f"    {s['date']}  {s['session']}  {s['shots']:>6} shots  "
+                    f"{s['fluence_j_cm2']:>10.1f} J/cm2{note}"
+                )
+    out.append("next session")
+    for area, when in summary["next_session"].items():
+        if when is None:
+            out.append(f"  {area}: none left in course {summary['current_course']}")
+        else:
+            out.append(f"  {area}: from {when}")
+    return out

@@ -145,14 +145,15 @@ class CourseRefusedDialog(ConsoleDialog[str]):
 
 
 class ReasonDialog(ConsoleDialog[str]):
-    """A written reason (an override of the course rules)."""
+    """A written reason (an override of the course rules, a new course), logged with it."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ReasonDialog")
     AUTO_FOCUS = "#reason"
 
-    def __init__(self, prompt: str) -> None:
+    def __init__(self, prompt: str, ok: str = "Override and start") -> None:
         super().__init__()
         self.prompt = prompt
+        self.ok = ok
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader("Written reason")
@@ -161,7 +162,7 @@ class ReasonDialog(ConsoleDialog[str]):
             yield Input(placeholder="reason (at least 10 characters)", id="reason")
             yield Static("", id="reason-error", classes="error", markup=False)
             with Horizontal(id="buttons"):
-                yield Button("Override and start", id="ok", variant="warning")
+                yield Button(self.ok, id="ok", variant="warning")
                 yield Button("Cancel", id="cancel")
 
     def _submit(self) -> None:

@@ -54,6 +54,7 @@ class SetupScreen(OnConsole, Screen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f5", "start", "Start session"),
+        Binding("f6", "course", "Course"),
         Binding("f7", "resume", "Resume interrupted"),
         Binding("f2", "service", "Service login"),
     ]
@@ -94,6 +95,7 @@ class SetupScreen(OnConsole, Screen[None]):
             with Horizontal(id="buttons"):
                 yield Button("Start session (F5)", id="start", variant="success")
                 yield Button("Resume (F7)", id="resume", variant="warning", disabled=True)
+                yield Button("Course (F6)", id="course-button")
                 yield Button("Service login (F2)", id="service")
                 yield Button("Back", id="back")
         yield Footer()
@@ -259,6 +261,18 @@ class SetupScreen(OnConsole, Screen[None]):
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
         self._start(None)
+
+    @on(Button.Pressed, "#course-button")
+    def action_course(self) -> None:
+        from .course import CourseScreen
+
+        patient = self.query_one("#patient", Input).value.strip()
+        try:
+            patient = self.console.clinic.check_patient(patient)
+        except ClinicError as exc:
+            self.query_one("#setup-error", Static).update(str(exc))
+            return
+        self.app.push_screen(CourseScreen(patient), lambda _: self._check_course())
 
     @on(Button.Pressed, "#resume")
     def action_resume(self) -> None:
