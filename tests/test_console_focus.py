@@ -43,6 +43,7 @@ from laserctl.console.screens.report import ReportScreen
 from laserctl.console.screens.service import ServiceLoginDialog, ServiceScreen
 from laserctl.console.screens.setup import SetupScreen
 from laserctl.console.screens.treatment import TreatmentScreen
+from laserctl.console.screens.verification import VerificationDialog
 from laserctl.controller.events import RequestEStop, SetParameters
 from laserctl.controller.table import State
 from tests.test_console import (
@@ -173,6 +174,13 @@ async def _course(pilot: Pilot[None], app: ConsoleApp) -> None:
     app.screen.query_one("#patient", Input).value = "P-0001"  # typed, without moving the focus
     await keys(pilot, "f6")
     await until(pilot, lambda: on(app, CourseScreen), "the course screen")
+
+
+async def _verification(pilot: Pilot[None], app: ConsoleApp) -> None:
+    app.clinic.verification_due = lambda _info: "no daily verification has passed today"  # type: ignore[method-assign]
+    await _connect(pilot, app)
+    await click(pilot, "#connect")
+    await until(pilot, lambda: on(app, VerificationDialog), "the daily verification")
 
 
 async def _estop_notice(pilot: Pilot[None], app: ConsoleApp) -> None:
@@ -314,6 +322,18 @@ PLACES: dict[str, Place] = {
         ),
     ),
     "service login": Place(ServiceLoginDialog, _login, "#user", LOGIN_REFUSED, LOGIN_TAB),
+    "daily verification": Place(
+        VerificationDialog,
+        _verification,
+        "#later",
+        Press(("enter",), "not now: on to the patient screen", _patient_screen),
+        Press(
+            ("tab", "enter"),
+            "starts the test pulses (a deliberate Tab to Verify now)",
+            lambda app, _w: on(app, VerificationDialog)
+            and bool(app.screen.running or app.screen.outcome),  # type: ignore[attr-defined]
+        ),
+    ),
     "course": Place(
         CourseScreen,
         _course,

@@ -38,6 +38,9 @@ from .fit import DEFAULT_BOUNDS, Bounds, Fit, FitError, Point, fit_points, fit_p
 from .record import DEFAULT_VALIDITY_DAYS, Calibration
 
 VERIFY_TOLERANCE_PCT = 5.0
+VERIFY_FRACTIONS = (0.1, 0.5, 0.9)  # where in the usable range the daily checks fire
+VERIFY_PULSES_PER_CHECK = 3
+VERIFY_PULSES = VERIFY_PULSES_PER_CHECK * len(VERIFY_FRACTIONS)  # a whole verification
 BUSY_RETRIES = 50
 BUSY_WAIT_S = 0.02
 
@@ -216,7 +219,7 @@ def verify(
     calibration: Calibration,
     info: DeviceInfo,
     *,
-    pulses: int = 3,
+    pulses: int = VERIFY_PULSES_PER_CHECK,
     tolerance_pct: float = VERIFY_TOLERANCE_PCT,
     progress: Progress | None = None,
 ) -> Verification:
@@ -226,7 +229,7 @@ def verify(
     lo, hi = calibration.restrict(info.capabilities)[calibration.dose_param]
     make_idle(port)
     checks = []
-    for fraction in (0.1, 0.5, 0.9):
+    for fraction in VERIFY_FRACTIONS:
         target = round(lo + (hi - lo) * fraction, 3)
         drive_milli = calibration.drive_milli(round(target * 1000))
         readings = []

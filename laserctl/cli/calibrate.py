@@ -246,45 +246,24 @@ def _verify(
     import time
 
     from drivers.host import CommandError
-    from laserctl.calibration import (
-        CalibrationFailed,
-        CalibrationInvalid,
-        current_calibration,
-        revocation,
-        verify,
-    )
+    from laserctl.calibration import CalibrationFailed, CalibrationInvalid
+    from laserctl.calibration.daily import VERIFY_PULSES, WHAT_TO_DO, run_daily_verification
 
     connection, info = _connect(url, sim_inject)
     try:
-        try:
-            calibration = current_calibration(store, info)
-        except CalibrationInvalid as exc:
-            fail(str(exc))
-        with click.progressbar(length=9, label=f"verifying {info.serial}", file=sys.stderr) as bar:
-            result = verify(connection, calibration, info, progress=bar.update)
+        with click.progressbar(
+            length=VERIFY_PULSES, label=f"verifying {info.serial}", file=sys.stderr
+        ) as bar:
+            done = run_daily_verification(
+                store, connection, info, who, progress=bar.update, clock=time.time
+            )
+    except CalibrationInvalid as exc:
+        fail(str(exc))
     except (CalibrationFailed, CommandError) as exc:
         fail(f"verification of {info.serial} could not run: {exc}")
     finally:
         connection.close()
-    data: dict[str, Any] = {
-        "serial": info.serial,
-        "calibration": calibration.record_id,
-        **result.to_json(),
-    }
-    verdict = "passed" if result.passed else "FAILED"
-    message = (
-        f"daily verification of {info.serial} {verdict}: worst deviation "
-        f"{result.worst_pct:.2f} % (tolerance {result.tolerance_pct:g} %)"
-    )
-    store.log_event("verification", message, who=who, data=data)
-    if not result.passed:
-        reason = f"daily verification failed: worst deviation {result.worst_pct:.2f} %"
-        store.add_calibration(
-            info.serial,
-            info.handpiece.slug,
-            who,
-            revocation(info.serial, info.handpiece.slug, who, reason, time.time()),
-        )
+    data, result, message = done.to_json(), done.result, done.message
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -295,6 +274,5 @@ def _verify(
                 f"{check.mean:.3f} ({check.deviation_pct:+.2f} %)"
             )
         if not result.passed:
-            click.echo("  the calibration is revoked: the handpiece cannot be armed until a")
-            click.echo("  service engineer calibrates it again (laserctl calibrate)")
+            click.echo(f"  {WHAT_TO_DO}")
     sys.exit(EXIT_OK if result.passed else EXIT_FAILED)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from drivers.protocol import DeviceInfo
     from laserctl.auth import AccountBook, Identity
+    from laserctl.calibration.daily import DailyVerification
     from laserctl.calibration.procedure import Outcome
     from laserctl.calibration.record import Calibration, CalibrationLookup
     from laserctl.plan import TreatmentPlan
@@ -313,6 +314,40 @@ class Clinic:
         try:
             return calibrate(port, device, who, now=self.clock, progress=progress)
         except CalibrationFailed as exc:
+            raise ClinicError(str(exc)) from None
+
+    def verification_due(self, device: DeviceInfo) -> str:
+        """Why the daily verification of this handpiece should run now ("" when it need not:
+        verified or calibrated today, or no valid calibration to verify; SR-14). Training
+        needs none: no calibration is used."""
+        from laserctl.calibration.daily import verification_due
+        from laserctl.calibration.record import CalibrationInvalid, current_calibration
+
+        if self.training:
+            return ""
+        try:
+            calibration = current_calibration(self.store, device, now=self.clock())
+        except CalibrationInvalid:
+            return ""  # arming is refused anyway, with the reason; a service engineer calibrates
+        return verification_due(self.store, device, calibration, now=self.clock(), tz=self.tz)
+
+    def verify(
+        self,
+        port: Any,  # laserctl.calibration.procedure.Port (a HandpieceConnection)
+        device: DeviceInfo,
+        who: str,
+        progress: Callable[[int], None],
+    ) -> DailyVerification:
+        """The daily verification (laserctl calibrate --verify): logged; a failure revokes
+        the calibration."""
+        from laserctl.calibration import CalibrationFailed, CalibrationInvalid
+        from laserctl.calibration.daily import run_daily_verification
+
+        try:
+            return run_daily_verification(
+                self.store, port, device, who, progress=progress, clock=self.clock
+            )
+        except (CalibrationFailed, CalibrationInvalid) as exc:
             raise ClinicError(str(exc)) from None
 
     def calibration_pulses(self) -> int:

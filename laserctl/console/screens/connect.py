@@ -124,7 +124,23 @@ class ConnectScreen(OnConsole, Screen[None]):
         self.console.device = info
         self.console.simulation = info.simulated
         self.query_one("#identity", Static).update(describe_device(info))
-        self.app.push_screen(SetupScreen())
+        clinic = self.console.clinic
+
+        def due(why: str) -> None:
+            from .verification import VerificationDialog
+
+            if why:  # the first session of the day with it, or another handpiece (SR-14)
+                self.app.push_screen(
+                    VerificationDialog(why), lambda _ran: self.app.push_screen(SetupScreen())
+                )
+            else:
+                self.app.push_screen(SetupScreen())
+
+        self.console.run_io(
+            lambda: clinic.verification_due(info),
+            due,
+            lambda error: due(f"when it was last verified is unknown ({error})"),
+        )
 
     def _failed(self, error: Exception) -> None:
         self._show_error(f"cannot connect: {error}")
