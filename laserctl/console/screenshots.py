@@ -326,6 +326,51 @@ async def _service(pilot: Pilot[None], app: ConsoleApp) -> None:
     await pilot.pause()
 
 
+SCENE_NOW = 1_796_000_000.0  # the course scene's "now": its dates stay the same every run
+
+
+async def _course(pilot: Pilot[None], app: ConsoleApp) -> None:
+    import datetime as dt
+
+    from laserctl.controller.shots import ShotRecord
+    from laserctl.records import ShotContext
+
+    from .screens.course import CourseScreen
+
+    now = [SCENE_NOW - 70 * 86400]
+    clinic = app.clinic
+    clinic.clock, clinic.tz = (lambda: now[0]), dt.UTC  # before the shot log opens
+    store = clinic.store
+    context = ShotContext("FX-00001", "fractional-1550", "sim-1.0.0", "p", "0" * 64, ())
+    sessions = ((0, "abdomen", 120), (23, "abdomen", 140), (23, "thighs", 90))
+    for i, (days, area, shots) in enumerate(sessions):
+        now[0] = SCENE_NOW - 70 * 86400 + days * 86400
+        day = dt.datetime.fromtimestamp(now[0], dt.UTC)
+        sid = f"S-{day:%Y%m%d}-{0xC0FFEE00 + i:08x}"  # fixed: the scene is the same every run
+        store.begin_session("P-0042", area, session_id=sid, context=lambda: context)
+        for n in range(shots):
+            store.record(
+                ShotRecord(
+                    sid, "p", area, 1, n + 1 + i * 1000, 0, Param.ENERGY_MJ, 14.0, 14.0,
+                    1000, (), False, True, 2.5, 0.0,
+                )
+            )  # fmt: skip
+        store.end_session(sid)
+    now[0] = SCENE_NOW
+    screen = CourseScreen("P-0042")
+    await app.push_screen(screen)
+    await _until(pilot, lambda: screen.lines)
+
+
+async def _verification(pilot: Pilot[None], app: ConsoleApp) -> None:
+    from .screens.verification import VerificationDialog
+
+    app.device = DEVICE
+    dialog = VerificationDialog("no daily verification of FX-00001 has passed today")
+    await app.push_screen(dialog)
+    await pilot.pause()
+
+
 async def _report(pilot: Pilot[None], app: ConsoleApp) -> None:
     from .screens.report import ReportScreen
 
@@ -353,6 +398,8 @@ SCENES: dict[str, Callable[[Pilot[None], ConsoleApp], Awaitable[None]]] = {
     "treatment-fault": _fault,
     "service": _service,
     "report": _report,
+    "course": _course,
+    "daily-verification": _verification,
 }
 
 

@@ -13,7 +13,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Label, ProgressBar, Static
+from textual.widgets import Button, ProgressBar, Static
 
 from ..clinic import ClinicError
 from ..host import Deliver
@@ -44,7 +44,7 @@ class VerificationDialog(ConsoleDialog[bool]):
         serial = device.serial if device else "?"
         yield ConsoleHeader("Daily verification")
         with Vertical(id="dialog"):
-            yield Label(f"[b]Daily verification of {serial}[/]: {self.why}")
+            yield Static(Text.assemble((f"Daily verification of {serial}", "bold"), f": {self.why}"))
             yield Static(
                 f"Put the handpiece in its holder: {VERIFY_PULSES} test pulses go into the "
                 "internal power meter and are compared with the calibrated values (SR-14).",
