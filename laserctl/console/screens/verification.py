@@ -44,7 +44,8 @@ class VerificationDialog(ConsoleDialog[bool]):
         serial = device.serial if device else "?"
         yield ConsoleHeader("Daily verification")
         with Vertical(id="dialog"):
-            yield Static(Text.assemble((f"Daily verification of {serial}", "bold"), f": {self.why}"))
+            title = (f"Daily verification of {serial}", "bold")
+            yield Static(Text.assemble(title, f": {self.why}"))
             yield Static(
                 f"Put the handpiece in its holder: {VERIFY_PULSES} test pulses go into the "
                 "internal power meter and are compared with the calibrated values (SR-14).",
