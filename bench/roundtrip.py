@@ -57,14 +57,6 @@ class RawEcho:
         os.close(self.slave)
 
 
-def _raw_echo(samples: int) -> list[float]:
-    echo = RawEcho()
-    try:
-        return echo.sample(samples)
-    finally:
-        echo.close()
-
-
 def run(*, quick: bool = False) -> list[dict[str, Any]]:
     samples = 50 if quick else 2_000
     server = PtyServer(SimulatedHandpiece("fractional-1550", now=time.monotonic()))
