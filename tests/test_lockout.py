@@ -20,12 +20,32 @@ from argon2 import PasswordHasher
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from textual.pilot import Pilot
+from textual.widgets import Button, Input
 
 from laserctl.auth import AccountBook, AuthError, Identity, LockedOut, Role
 from laserctl.auth import lockout as policy
 from laserctl.cli.calibrate import calibrate
 from laserctl.cli.service import service
+from laserctl.console.app import ConsoleApp
+from laserctl.console.clinic import Clinic
+from laserctl.console.screens.connect import ConnectScreen
+from laserctl.console.screens.service import ServiceLoginDialog, ServiceScreen
 from laserctl.records import RecordStore, open_store
+from tests.test_console import (
+    FAST_HASHER,
+    SERVICE_PASSWORD,
+    SERVICE_USER,
+    click,
+    console,
+    drive,
+    keys,
+    on,
+    service_account,
+    shown,
+    type_into,
+    until,
+)
 
 SECRET = "correct horse battery staple"
 WRONG = "incorrect horse battery"
@@ -412,3 +432,80 @@ def test_cli_service_commands_are_locked_out_after_5_wrong_passwords(
     with open_store(db) as log:
         assert log.calibrations("FX-00001") == []
         assert any(e["data"].get("action") == "lockout" for e in service_events(log))
+
+
+# ---- the console --------------------------------------------------------------------------------
+@pytest.mark.req("SR-19")
+def test_the_console_login_shows_the_lockout_and_refuses_a_6th_attempt(tmp_path: Path) -> None:
+    """Five wrong passwords typed: the dialog shows the lockout with a time, "Log in" is
+    disabled and a 6th attempt with the right password is refused; a new dialog is refused by
+    the account book too (the lockout is not the dialog's); once it is over, the login works."""
+    clock = ManualClock(time.time())
+    clinic = Clinic(
+        tmp_path / "log.db",
+        accounts_dir=tmp_path / "config",
+        reports_dir=tmp_path / "reports",
+        hasher=FAST_HASHER,
+        clock=clock,
+    )
+    service_account(clinic)
+    record = policy.LockoutFile(tmp_path / "config" / policy.LockoutFile.FILENAME).record
+
+    async def attempt(pilot: Pilot[None], app: ConsoleApp, password: str, n: int) -> None:
+        login = app.screen
+        await type_into(pilot, "#password", password)
+        await keys(pilot, "enter")
+        failures = lambda: (r := record(SERVICE_USER)) is not None and r.failures == n  # noqa: E731
+        await until(pilot, failures, f"failure {n} counted")
+        await until(pilot, lambda: login.query_one("#password", Input).value == "", "refused")
+
+    async def open_login(pilot: Pilot[None], app: ConsoleApp) -> None:
+        await until(pilot, lambda: on(app, ConnectScreen), "the connect screen")
+        await keys(pilot, "f2")
+        await until(pilot, lambda: on(app, ServiceLoginDialog), "the service login")
+        await until(pilot, lambda: app.screen.query("#user"), "the fields")
+        await type_into(pilot, "#user", SERVICE_USER)
+
+    async def scenario(pilot: Pilot[None], app: ConsoleApp) -> None:
+        await open_login(pilot, app)
+        login = app.screen
+        for n in range(1, 6):
+            await attempt(pilot, app, f"wrong password {n}", n)
+        until_at = time.strftime("%H:%M:%S", time.localtime(clock.now + 30))
+        await until(pilot, lambda: "locked for 30 s" in shown(login, "#login-error"), "lockout")
+        assert f"try again at {until_at}" in shown(login, "#login-error")
+        assert login.query_one("#login", Button).disabled
+        await type_into(pilot, "#password", SERVICE_PASSWORD)
+        await keys(pilot, "enter")  # the 6th, right, refused without asking
+        assert on(app, ServiceLoginDialog) and "locked for" in shown(login, "#login-error")
+        record_now = record(SERVICE_USER)
+        assert record_now is not None and record_now.failures == 5
+        clock.now += 10
+        await click(pilot, "#cancel")
+        await open_login(pilot, app)  # a new dialog: the account book refuses
+        fresh = app.screen
+        await type_into(pilot, "#password", SERVICE_PASSWORD)
+        await keys(pilot, "enter")
+        await until(pilot, lambda: "locked for 20 s" in shown(fresh, "#login-error"), "refused")
+        assert "too many failed logins for 'svc.anna'" in shown(fresh, "#login-error")
+        assert fresh.query_one("#login", Button).disabled
+        button = fresh.query_one("#login", Button)
+        await type_into(pilot, "#user", "svc.other")  # a lockout is per name
+        await until(pilot, lambda: not button.disabled, "Log in enabled for another name")
+        await type_into(pilot, "#user", SERVICE_USER)
+        await until(pilot, lambda: button.disabled, "Log in disabled again")
+        clock.now += 20
+        await type_into(pilot, "#password", SERVICE_PASSWORD)
+        await keys(pilot, "enter")
+        await until(pilot, lambda: on(app, ServiceScreen), "the service screen")
+        service_screen = app.screen
+        await until(pilot, lambda: "usable" in shown(service_screen, "#profiles"), "its checks")
+
+    try:
+        drive(console(clinic), scenario)
+        rows = clinic.store.query("SELECT body FROM events WHERE kind = 'service'")
+    finally:
+        clinic.close()
+    bodies = [json.loads(body) for (body,) in rows]
+    assert [b["data"]["action"] for b in bodies].count("lockout") == 1
+    assert not any(SERVICE_PASSWORD in body or "wrong password" in body for (body,) in rows)
