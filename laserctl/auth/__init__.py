@@ -6,6 +6,7 @@ from .accounts import (
     AuthError,
     EventLog,
     Identity,
+    LockedOut,
     Role,
     require_service,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "AuthError",
     "EventLog",
     "Identity",
+    "LockedOut",
     "Role",
     "config_dir",
     "require_service",

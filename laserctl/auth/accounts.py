@@ -4,17 +4,23 @@ Passwords are hashed with Argon2id (argon2-cffi; its defaults follow RFC 9106's 
 profile: 3 passes, 64 MiB, 4 lanes) and never stored or logged in plain text. Every service
 engineer also has an Ed25519 signing key for profiles, created with the account; its private
 half is encrypted with the engineer's password and its public half goes into the device's
-keyring. Every service action (account created, password changed, failed login) is logged with
-who and when through the event log given (laserctl.records: kind "service").
+keyring. Every service action (account created, password changed, failed login, lockout) is
+logged with who and when through the event log given (laserctl.records: kind "service").
 
-Files, in the config directory (laserctl.auth.paths): accounts.json, keys/<name>.pem,
-trusted-keys.json.
+Every password check goes through the login lockout (laserctl.auth.lockout): the 5th failed
+login in a row of a name locks it for 30 s, doubling with each further failure up to 1 h. A
+name that is no account is checked against a decoy hash, so it costs and answers exactly as a
+wrong password does, and is locked out the same way.
+
+Files, in the config directory (laserctl.auth.paths): accounts.json, login-lockout.json,
+keys/<name>.pem, trusted-keys.json.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import keys
+from . import keys, lockout
 from .paths import config_dir, write_private
 
 if TYPE_CHECKING:
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
 
 MIN_PASSWORD = 10
 NAME = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
+_DECOYS: dict[tuple[object, ...], str] = {}  # by hashing cost: see AccountBook._decoy_hash
 
 
 class Role(StrEnum):
@@ -40,6 +47,17 @@ class Role(StrEnum):
 
 class AuthError(Exception):
     """Wrong credentials, a missing role, or an account problem; says which, never the password."""
+
+
+class LockedOut(AuthError):
+    """Refused by the login lockout, or a wrong password that has just started one: `reason`,
+    then for how long and until when (`until`, clock seconds)."""
+
+    def __init__(self, reason: str, name: str, until: float, now: float) -> None:
+        super().__init__(f"{reason}: {lockout.describe(until, now)}")
+        self.reason = reason
+        self.name = name
+        self.until = until
 
 
 class EventLog(Protocol):
@@ -105,6 +123,7 @@ class AccountBook:
         self.log = log
         self.clock = clock
         self.keyring = keys.Keyring(self.directory / keys.Keyring.FILENAME)
+        self.lockout = lockout.LockoutFile(self.directory / lockout.LockoutFile.FILENAME)
 
     @property
     def hasher(self) -> PasswordHasher:
@@ -204,19 +223,77 @@ class AccountBook:
         return Account(name, role, now, created_by, kid)
 
     def authenticate(self, name: str, password: str) -> Identity:
-        """The identity behind these credentials, or AuthError (logged, without the password)."""
+        """The identity behind these credentials, or AuthError (logged, without the password);
+        LockedOut, without checking the password, while the name is locked out."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
         entry = self._load().get(name)
-        if entry is None:
-            self._audit(f"failed login: no account {name!r}", name, action="login", ok=False)
-            raise AuthError(f"wrong user name or password for {name!r}")
+        now = self.clock()
         try:
-            self.hasher.verify(str(entry["hash"]), password)
+            admission = self.lockout.admit(name, now)
+        except lockout.LockoutFileError as exc:
+            raise AuthError(f"{exc}; a service engineer must inspect or remove it") from None
+        if isinstance(admission, lockout.Locked):
+            if admission.first_refusal:  # later ones are not: a script must not flood the log
+                self._audit(
+                    f"login refused: {name!r} is locked out "
+                    f"({lockout.describe(admission.until, now)}); further refusals in this "
+                    "lockout are not logged",
+                    name,
+                    action="login",
+                    ok=False,
+                    locked_until=admission.until,
+                )
+            raise LockedOut(f"too many failed logins for {name!r}", name, admission.until, now)
+        try:
+            stored = str(entry["hash"]) if entry is not None else self._decoy_hash()
+            self.hasher.verify(stored, password)
+            right = entry is not None
         except (VerificationError, InvalidHashError):
-            self._audit(f"failed login for {name}", name, action="login", ok=False)
-            raise AuthError(f"wrong user name or password for {name!r}") from None
-        return Identity(name, Role(entry["role"]))
+            right = False
+        if right and entry is not None:
+            before = self.lockout.clear(name, now)
+            if before:
+                self._audit(
+                    f"{name} logged in: the count of {before} failed attempts before is cleared",
+                    name,
+                    action="login",
+                    ok=True,
+                    cleared=before,
+                )
+            return Identity(name, Role(entry["role"]))
+        failures = admission.failures
+        what = (
+            f"failed login for {name}"
+            if entry is not None
+            else f"failed login: no account {name!r}"
+        )
+        self._audit(
+            f"{what} ({failures} in a row)", name, action="login", ok=False, failures=failures
+        )
+        wrong = f"wrong user name or password for {name!r}"
+        if not admission.lock_s:
+            raise AuthError(wrong)
+        self._audit(
+            f"lockout: {name!r} locked for {admission.lock_s:.0f} s after {failures} failed "
+            "logins in a row",
+            name,
+            action="lockout",
+            failures=failures,
+            lockout_s=admission.lock_s,
+            locked_until=admission.until,
+        )
+        raise LockedOut(f"{wrong}; {failures} failed in a row", name, admission.until, now)
+
+    def _decoy_hash(self) -> str:
+        """A hash no password matches, made with the hasher's cost: what a name that is no
+        account is checked against (the same work, the same answer as a wrong password).
+        Made once per process and cost (the console makes an AccountBook per login)."""
+        h = self.hasher
+        cost = (h.type, h.time_cost, h.memory_cost, h.parallelism, h.hash_len, h.salt_len)
+        if cost not in _DECOYS:
+            _DECOYS[cost] = h.hash(secrets.token_urlsafe(24))
+        return _DECOYS[cost]
 
     def login_service(self, name: str, password: str, action: str) -> Identity:
         """authenticate() and require the service role for `action`."""

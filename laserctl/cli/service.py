@@ -81,7 +81,9 @@ def open_log(db_path: Path | None) -> RecordStore:
 def service_login(
     user: str | None, password_file: Path | None, store: RecordStore, action: str
 ) -> tuple[AccountBook, Identity, str]:
-    """Log a service engineer in for `action`, or exit 1 (the failure is logged)."""
+    """Log a service engineer in for `action`, or exit 1 (the failure is logged). A name
+    locked out after failed logins is refused unchecked, the message saying until when
+    (laserctl.auth.lockout)."""
     from laserctl.auth import AccountBook, AuthError
 
     book = AccountBook(log=store)

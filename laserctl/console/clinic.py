@@ -265,11 +265,12 @@ class Clinic:
     def accounts(self) -> AccountBook:
         from laserctl.auth import AccountBook
 
-        return AccountBook(self.accounts_dir, hasher=self.hasher, log=self.store)
+        return AccountBook(self.accounts_dir, hasher=self.hasher, log=self.store, clock=self.clock)
 
     def login_service(self, name: str, password: str, action: str = SERVICE_ACTION) -> Identity:
         """The service engineer behind these credentials (the attempt is logged either way by
-        the account book); ClinicError says why not, never with the password."""
+        the account book); ClinicError says why not, never with the password, its cause the
+        account book's error (a LockedOut says until when)."""
         from laserctl.auth import AuthError
 
         book = self.accounts()
@@ -280,7 +281,7 @@ class Clinic:
                 )
             return book.login_service(name.strip(), password, action)
         except AuthError as exc:
-            raise ClinicError(str(exc)) from None
+            raise ClinicError(str(exc)) from exc
 
     # ---- calibration (issue 5, SR-14) ---------------------------------------------------------
     def calibration_source(self) -> CalibrationLookup:

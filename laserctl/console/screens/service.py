@@ -14,9 +14,12 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Static
 
 from drivers.protocol import Param
+from laserctl.auth import LockedOut
+from laserctl.auth.lockout import describe
 
 from ..clinic import SERVICE_ACTION, ClinicError, ProfileRow
 from ..host import Deliver, OnConsole
@@ -44,7 +47,8 @@ def open_service(app: App[Any]) -> None:
 
 class ServiceLoginDialog(ConsoleDialog["Identity | None"]):
     """A service engineer's name and password; checked (Argon2id) on the I/O thread, the
-    attempt logged by the account book either way, the password never shown or kept."""
+    attempt logged by the account book either way, the password never shown or kept. While
+    the account book has the name locked out, "Log in" is disabled and a countdown shown."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ServiceLoginDialog")
     AUTO_FOCUS = "#user"
@@ -52,6 +56,8 @@ class ServiceLoginDialog(ConsoleDialog["Identity | None"]):
     def __init__(self, action: str) -> None:
         super().__init__()
         self.action = action
+        self.locked: LockedOut | None = None
+        self._countdown: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader("Service login")
@@ -73,6 +79,8 @@ class ServiceLoginDialog(ConsoleDialog["Identity | None"]):
     @on(Button.Pressed, "#login")
     def _login(self) -> None:
         user = self.query_one("#user", Input).value
+        if self._show_lockout():
+            return  # the account book would refuse it too, unchecked
         password = self.query_one("#password", Input).value
         self.query_one("#login-error", Static).update("checking ...")
         clinic, action = self.console.clinic, self.action
@@ -86,6 +94,40 @@ class ServiceLoginDialog(ConsoleDialog["Identity | None"]):
     def _refused(self, error: Exception) -> None:
         self.query_one("#password", Input).value = ""
         self.query_one("#login-error", Static).update(f"refused: {error}")
+        cause = error if isinstance(error, LockedOut) else error.__cause__
+        if isinstance(cause, LockedOut):
+            self.locked = cause
+            self._show_lockout()
+            if self._countdown is None:
+                self._countdown = self.set_interval(1.0, self._show_lockout)
+
+    @on(Input.Changed, "#user")
+    def _user_changed(self) -> None:
+        self._show_lockout()
+
+    def _show_lockout(self) -> bool:
+        """Whether the name in the user field is locked out: if so "Log in" is disabled and
+        the countdown shown (a lockout is per name: another engineer may log in)."""
+        locked = self.locked
+        if locked is None:
+            return False
+        name = self.query_one("#user", Input).value.strip()
+        now, button, error = (
+            self.console.clinic.clock(),
+            self.query_one("#login", Button),
+            self.query_one("#login-error", Static),
+        )
+        if now >= locked.until:
+            self.locked = None
+            if self._countdown is not None:
+                self._countdown.stop()
+                self._countdown = None
+            button.disabled = False
+            error.update(f"the lockout of {locked.name!r} is over: log in again")
+            return False
+        button.disabled = name == locked.name
+        error.update(f"refused: {locked.reason}\n{describe(locked.until, now)}")
+        return button.disabled
 
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:
