@@ -41,7 +41,7 @@ from drivers.protocol import (
 )
 from drivers.protocol.framing import Frame
 from drivers.transport import Transport, open_transport
-from laserctl.controller.core import Controller, training_calibration
+from laserctl.controller.core import Controller
 from laserctl.controller.events import ConfirmEyewear, Connect, RequestArm, RequestReset
 from laserctl.controller.runner import ControllerRunner
 from laserctl.controller.table import State
@@ -115,7 +115,7 @@ class Host:
         )
         self.store = open_store(db)
         sid = self.store.new_session_id()
-        self.controller = Controller(plan, calibration=training_calibration, session_id=sid)
+        self.controller = Controller(plan, session_id=sid)
         self.store.begin_session(
             "P-0001", "abdomen", session_id=sid, context=controller_context(self.controller)
         )
