@@ -26,12 +26,18 @@ from drivers.protocol import (
     Command,
     CommandFailed,
     DeviceInfo,
+    FrameDecoder,
     Hello,
     HelloInfo,
     HostLink,
     LinkEvent,
+    Message,
+    ProtocolError,
     Reply,
+    decode_message,
+    encode_frame,
 )
+from drivers.protocol.framing import Frame
 from drivers.sim import SimulatedHandpiece
 from laserctl.controller.core import CalibrationSource, Controller, training_calibration
 from laserctl.controller.events import (
@@ -81,6 +87,8 @@ class Bench:
     drop_from_device: bool = False  # the device's output is lost on the way (broken RX line)
     drop_from_host: bool = False  # the host's output is lost on the way (broken TX line)
     on_action: Callable[[Action], None] | None = None  # hook for tests that fail an action
+    # Which of the device's frames reach the host (None: all): a line that loses some.
+    device_frames: Callable[[Message], bool] | None = None
 
     def __post_init__(self) -> None:
         self.sim = SimulatedHandpiece(self.handpiece, seed=self.seed, serial=self.serial, now=0.0)
@@ -197,6 +205,8 @@ class Bench:
                 if not self.drop_from_host:
                     self.sim.receive(out, self.now)
             back = self.sim.output(self.now)
+            if back and self.device_frames is not None:
+                back = self._filter(back, self.device_frames)
             if back and not self.drop_from_device:
                 link.receive_data(back, self.now)
             while (event := link.next_event()) is not None:
@@ -204,6 +214,22 @@ class Bench:
             if not out and not back:
                 break
         return events
+
+    @staticmethod
+    def _filter(data: bytes, keep: Callable[[Message], bool]) -> bytes:
+        decoder = FrameDecoder()
+        decoder.feed(data)
+        out = []
+        while (item := decoder.next()) is not None:
+            if not isinstance(item, Frame):
+                continue
+            try:
+                message = decode_message(item.type, item.payload)
+            except (ProtocolError, ValueError):
+                continue
+            if keep(message):
+                out.append(encode_frame(item.type, item.seq, item.payload, item.version))
+        return b"".join(out)
 
     def pump(self) -> None:
         for _ in range(50):

@@ -612,10 +612,26 @@ class Controller:
         if self.status is None or self.status.state != DeviceState.IDLE:
             name = DeviceState(self.status.state).name if self.status else "unknown"
             return f"device is {name}, not IDLE"
+        if self.grant_open:
+            return self._unsettled_grant()
         grant = self._grant()
         if grant.pulses <= 0:
             return f"session budget used up ({grant.limited_by})"
         return None
+
+    def _unsettled_grant(self) -> str:
+        """SR-08: while pulses of the last grant are not all recorded, a new grant would take
+        its place, and a reboot could then hide the pulses of both (the doubt is charged for
+        the open grant only). The re-read (SHOTS_SINCE) settles it."""
+        ledger = self.ledger
+        if ledger.upto is not None and ledger.missing:
+            top = max([*ledger.ahead, ledger.device_count or 0])
+            shots = f"shot {top}" if top == ledger.upto + 1 else f"shots {ledger.upto + 1}..{top}"
+            return (
+                f"{shots} of the last grant not recorded yet: re-reading them before a new "
+                "grant (SR-08)"
+            )
+        return "the last grant is not settled yet: waiting for the device's status (SR-08)"
 
     def _guard_still_safe(self) -> str | None:
         readings = self._readings()
@@ -1047,13 +1063,7 @@ class Controller:
                 ledger.device_count = max(ledger.device_count or 0, body.shot_no)
                 if ledger.missing and ledger.replays_due == 0:
                     self._recover_shots()
-        if (
-            self.grant_open
-            and _device_state(body.state) not in (DeviceState.ARMED, DeviceState.EMITTING)
-            and ledger.upto is not None
-            and body.shot_no <= ledger.upto
-        ):
-            self.grant_open = False  # disarmed, and every shot it counted is recorded
+        self._settle_grant(body)
         if previous is not None and previous.footswitch != body.footswitch:
             self.last_activity = self.now
         device_state = _device_state(body.state)
@@ -1083,6 +1093,18 @@ class Controller:
             self._fire("emission_started")
         elif self.state is State.EMITTING and not body.emission:
             self._fire("emission_ended")
+
+    def _settle_grant(self, body: StatusBody) -> None:
+        """The last grant owes nothing once a status shows the device disarmed with every shot
+        it counted recorded (SR-08)."""
+        ledger = self.ledger
+        if (
+            self.grant_open
+            and _device_state(body.state) not in (DeviceState.ARMED, DeviceState.EMITTING)
+            and ledger.upto is not None
+            and body.shot_no <= ledger.upto
+        ):
+            self.grant_open = False
 
     def _check_interlocks(self) -> None:
         """SR-02: an interlock that opens in READY or EMITTING disarms at once, then FAULT or
@@ -1317,6 +1339,8 @@ class Controller:
                     "longer kept by the device",
                 )
             )
+        elif self.status is not None:
+            self._settle_grant(self.status)  # the re-read brought the grant's missing shots
         self._maybe_ack()
 
     def _maybe_ack(self) -> None:
