@@ -89,6 +89,8 @@ class Bench:
     on_action: Callable[[Action], None] | None = None  # hook for tests that fail an action
     # Which of the device's frames reach the host (None: all): a line that loses some.
     device_frames: Callable[[Message], bool] | None = None
+    # Every handle() call as (bench time, event, the actions it returned), when a list is given.
+    trace: list[tuple[float, ControllerEvent, list[Action]]] | None = None
 
     def __post_init__(self) -> None:
         self.sim = SimulatedHandpiece(self.handpiece, seed=self.seed, serial=self.serial, now=0.0)
@@ -101,6 +103,8 @@ class Bench:
     # ---- driving --------------------------------------------------------------------------
     def feed(self, event: ControllerEvent) -> list[Action]:
         actions = self.core.handle(event, self.now)
+        if self.trace is not None:
+            self.trace.append((self.now, event, actions))
         self.execute(actions)
         return actions
 
