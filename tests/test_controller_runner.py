@@ -301,8 +301,12 @@ def test_the_owner_thread_serves_its_queue_while_a_link_opens(
         assert runner.call(lambda c: c.eyewear, timeout=TIMEOUT)
         poll(lambda: runner.snapshot.seq > published, TIMEOUT, "a snapshot published meanwhile")
         gate.set()
-        if reopen:
-            _wait(runner, lambda s: s.link_alive)
+        _wait(runner, lambda s: s.link_alive)
+        runner.sync()
+        if runner.call(lambda c: c.state) is State.FAULT:
+            # After the crash; or the handshake's own silence when HELLO was held over 250 ms
+            # (HandpieceConnection reports it with the handshake's events).
+            _wait(runner, lambda s: not s.awaiting)
             runner.submit(RequestReset())
         _wait(runner, lambda s: s.state is State.STANDBY and not s.awaiting)
     finally:
