@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from drivers.host import DeviceInfo, HandpieceConnection, Notification
+from drivers.host import HandpieceConnection, Notification
 from drivers.protocol import (
     Command,
     DeviceEvent,
+    DeviceInfo,
     Disarm,
     Fault,
     FrameDecoder,

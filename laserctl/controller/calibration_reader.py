@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from drivers.host import DeviceInfo
+from drivers.protocol import DeviceInfo
 
 from .core import CalibrationSource
 from .events import CalibrationLoaded, InternalError

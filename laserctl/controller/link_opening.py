@@ -19,7 +19,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from drivers.host import CommandError, DeviceInfo, HandpieceConnection, Notification
+from drivers.host import CommandError, HandpieceConnection, Notification
+from drivers.protocol import DeviceInfo
 
 from .events import CalibrationLoaded
 
