@@ -41,7 +41,7 @@ from drivers.sim.firmware import SimulatedHandpiece
 from drivers.sim.server import InProcessServer
 from drivers.transport import Transport
 from drivers.transport.socket_link import SocketTransport
-from laserctl.controller.core import Controller, training_calibration
+from laserctl.controller.core import Controller
 from laserctl.controller.events import ConfirmEyewear, Connect, RequestArm
 from laserctl.controller.runner import ControllerRunner
 from laserctl.controller.shots import ShotRecord, ShotStore
@@ -110,9 +110,7 @@ class Pipeline:
         rate_hz: float = RATE_HZ,
     ) -> None:
         self.servers: list[InProcessServer] = []
-        self.controller = Controller(
-            fast_plan(pulses, rate_hz), calibration=training_calibration, session_id=session_id
-        )
+        self.controller = Controller(fast_plan(pulses, rate_hz), session_id=session_id)
         self.runner = ControllerRunner(
             "bench:fast-sim",
             self.controller,

@@ -3,7 +3,10 @@
 - interlock: from the read that brought the device's INTERLOCK_OPENED (the key switch turned
   off mid-burst) to the host, to the DISARM frame written by the host (SR-02 allows 50 ms);
 - e-stop: from the host writing ESTOP (runner.estop(), mid-burst) to the simulator's firmware
-  stopping emission.
+  stopping emission;
+- e-stop call: from runner.estop() being called, mid-burst and with the controller's owner
+  thread busy (a call() that holds it), to the ESTOP frame written: the path that never waits
+  behind the queue (SR-03; tests/test_controller_runner.py checks that it happens, this how fast).
 
 The simulator runs in a process of its own (bench/simproc.py: the pty server and firmware of
 `laserctl sim`, noting when emission stops); the host is the controller as `laserctl session`
@@ -22,6 +25,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,7 @@ from drivers.protocol import (
 )
 from drivers.protocol.framing import Frame
 from drivers.transport import Transport, open_transport
-from laserctl.controller.core import Controller, training_calibration
+from laserctl.controller.core import Controller
 from laserctl.controller.events import ConfirmEyewear, Connect, RequestArm, RequestReset
 from laserctl.controller.runner import ControllerRunner
 from laserctl.controller.table import State
@@ -115,7 +119,7 @@ class Host:
         )
         self.store = open_store(db)
         sid = self.store.new_session_id()
-        self.controller = Controller(plan, calibration=training_calibration, session_id=sid)
+        self.controller = Controller(plan, session_id=sid)
         self.store.begin_session(
             "P-0001", "abdomen", session_id=sid, context=controller_context(self.controller)
         )
@@ -196,17 +200,40 @@ def interlock_samples(host: Host, n: int, echo: RawEcho, raw: list[float]) -> li
     return out
 
 
-def estop_samples(host: Host, n: int, echo: RawEcho, raw: list[float]) -> list[int]:
-    """The times the ESTOP frames were written."""
+def busy_owner(host: Host) -> tuple[threading.Event, threading.Thread]:
+    """Hold the controller's owner thread in a call() until the returned event is set."""
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(_controller: Controller) -> None:
+        busy.set()
+        release.wait(WAIT_S)
+
+    thread = threading.Thread(target=host.runner.call, args=(hold, 2 * WAIT_S))
+    thread.start()
+    if not busy.wait(WAIT_S):
+        raise RuntimeError("bench reaction: the owner thread did not take the call")
+    return release, thread
+
+
+def estop_samples(
+    host: Host, n: int, echo: RawEcho, raw: list[float], called_ms: list[float]
+) -> list[int]:
+    """The times the ESTOP frames were written; `called_ms` gets each from the estop() call,
+    with the owner thread busy, to that write."""
     out = []
     for _ in range(n):
         host.emitting()
         writes = len(host.tap.writes)
+        release, holder = busy_owner(host)
+        called = time.monotonic_ns()
         host.runner.estop()
+        release.set()
+        holder.join()
         host.wait(State.ESTOP)
         written = first(host.tap.writes[writes:], lambda m: isinstance(m, EStop))
         assert written is not None
         out.append(written)
+        called_ms.append((written - called) / 1e6)
         host.runner.sim_control("release")
         host.runner.submit(RequestReset())
         host.wait(State.STANDBY)
@@ -235,7 +262,8 @@ def run(*, quick: bool = False) -> list[dict[str, Any]]:
             try:
                 host.start()
                 disarm_ms = interlock_samples(host, samples, echo, raw_s)
-                estop_at = estop_samples(host, samples, echo, raw_s)
+                called_ms: list[float] = []
+                estop_at = estop_samples(host, samples, echo, raw_s, called_ms)
             finally:
                 host.close()
         finally:
@@ -254,6 +282,7 @@ def run(*, quick: bool = False) -> list[dict[str, Any]]:
     for label, values in (
         ("interlock event received -> DISARM written", disarm_ms),
         ("host ESTOP written -> simulator emission stopped", estop_ms),
+        ("runner.estop() called, owner thread busy -> ESTOP written", called_ms),
     ):
         for q in (0.5, 0.99):
             value, base = quantile(values, q), quantile(raw, q)

@@ -169,6 +169,8 @@ class HandpieceConnection:
         self._futures: dict[int, _Waiter] = {}
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        # A transport mid-HELLO and its link: DISARM and ESTOP go out on it at once (SR-03).
+        self._hello: tuple[Transport, HostLink] | None = None
         self._stepped: HostLink | None = None  # the link the reader last stepped, and when
         self._last_step = 0.0
         self.info: DeviceInfo | None = None
@@ -207,7 +209,7 @@ class HandpieceConnection:
         with self._lock:
             if self._transport is not None:
                 self._transport.close()
-            self._transport = None
+            self._transport = self._hello = None
             self._fail_all(LinkDown(f"{self.url}: connection closed"))
 
     def __enter__(self) -> HandpieceConnection:
@@ -249,12 +251,30 @@ class HandpieceConnection:
     def _submit(self, command: Command, waiter: _Waiter) -> None:
         with self._lock:
             if self._link is None or self._transport is None:
-                waiter.set_exception(LinkDown(f"{self.url}: link is down"))
+                if not (command.PRIORITY and self._stop_during_hello(command, waiter)):
+                    waiter.set_exception(LinkDown(f"{self.url}: link is down"))
                 return
             now = self.clock()
             seq = self._link.send(command, now)
             self._futures[seq] = waiter
             self._flush(now)
+
+    def _stop_during_hello(self, command: Command, waiter: _Waiter) -> bool:
+        """DISARM or ESTOP while a transport is open but HELLO not yet answered: on the wire
+        now, through the handshake's link, which goes on retrying it once it is the
+        connection's link (SR-03, SR-16). Caller holds the lock; False when nothing is open."""
+        if self._hello is None:
+            return False
+        transport, link = self._hello
+        now = self.clock()
+        seq = link.send(command, now)
+        self._futures[seq] = waiter
+        try:
+            transport.write(link.data_to_send())
+        except TransportError:
+            return True  # the handshake fails on its own, and fails the waiter with it
+        link.note_written(now)
+        return True
 
     def _flush(self, now: float) -> None:
         """Write what the link has to send. Caller holds the lock."""
@@ -342,7 +362,7 @@ class HandpieceConnection:
         self.stats.last_error = str(exc)
         if self._transport is not None:
             self._transport.close()
-        self._transport, self._link = None, None
+        self._transport, self._link, self._hello = None, None, None
         self._fail_all(LinkDown(f"{self.url}: {exc}"))
         self.on_event(TransportLost(str(exc)))
 
@@ -394,19 +414,36 @@ class HandpieceConnection:
 
     # ---- identification -----------------------------------------------------------------------
     def _handshake(self, transport: Transport) -> tuple[HostLink, DeviceInfo, list[LinkEvent]]:
-        """HELLO and wait for HELLO_INFO, keeping any events that arrive meanwhile."""
+        """HELLO and wait for HELLO_INFO, keeping any events that arrive meanwhile. The link is
+        reachable for stop commands from the start (_stop_during_hello), so it is only touched
+        under the lock."""
         start = self.clock()
         link = HostLink(start)
-        seq = link.send(Hello(PROTOCOL_VERSION, PROTOCOL_VERSION), start)
+        with self._lock:
+            seq = link.send(Hello(PROTOCOL_VERSION, PROTOCOL_VERSION), start)
+            self._hello = (transport, link)
+        try:
+            return self._await_hello(transport, link, seq, start)
+        except BaseException:
+            with self._lock:
+                if self._hello is not None and self._hello[1] is link:
+                    self._hello = None
+                self._fail_all(LinkDown(f"{self.url}: HELLO failed"))  # stops sent meanwhile
+            raise
+
+    def _await_hello(
+        self, transport: Transport, link: HostLink, seq: int, start: float
+    ) -> tuple[HostLink, DeviceInfo, list[LinkEvent]]:
         early: list[LinkEvent] = []
         received = 0
         rejected = 0
         while True:
-            now = self.clock()
-            data = link.data_to_send()
-            if data:
-                transport.write(data)
-                link.note_written(now)
+            with self._lock:
+                now = self.clock()
+                data = link.data_to_send()
+                if data:
+                    transport.write(data)
+                    link.note_written(now)
             if now - start > self.hello_timeout:
                 if received:
                     raise HandshakeError(
@@ -418,22 +455,23 @@ class HandpieceConnection:
                     f"{self.url}: no answer to HELLO within {self.hello_timeout:g} s"
                 )
             chunk = transport.read(0.02)
-            now = self.clock()
-            received += len(chunk)
-            if chunk:
-                link.receive_data(chunk, now)
-            link.tick(now)
-            while (event := link.next_event()) is not None:
-                if isinstance(event, Reply) and event.seq == seq:
-                    if isinstance(event.response, HelloInfo):
-                        return link, DeviceInfo.from_hello(event.response), early
-                    if isinstance(event.response, Nak):
-                        raise HandshakeError(
-                            f"{self.url}: {describe_nak(event.command, event.response)}"
-                        )
-                elif isinstance(event, CommandFailed) and event.seq == seq:
-                    seq = link.send(Hello(PROTOCOL_VERSION, PROTOCOL_VERSION), now)
-                elif isinstance(event, FrameRejected):
-                    rejected += 1
-                else:
-                    early.append(event)
+            with self._lock:
+                now = self.clock()
+                received += len(chunk)
+                if chunk:
+                    link.receive_data(chunk, now)
+                link.tick(now)
+                while (event := link.next_event()) is not None:
+                    if isinstance(event, Reply) and event.seq == seq:
+                        if isinstance(event.response, HelloInfo):
+                            return link, DeviceInfo.from_hello(event.response), early
+                        if isinstance(event.response, Nak):
+                            raise HandshakeError(
+                                f"{self.url}: {describe_nak(event.command, event.response)}"
+                            )
+                    elif isinstance(event, CommandFailed) and event.seq == seq:
+                        seq = link.send(Hello(PROTOCOL_VERSION, PROTOCOL_VERSION), now)
+                    elif isinstance(event, FrameRejected):
+                        rejected += 1
+                    else:
+                        early.append(event)

@@ -118,11 +118,7 @@ class Controlled:
         self.tap = Tap()
         self.store = open_store(db)
         self.session_id = self.store.new_session_id()
-        self.controller = Controller(
-            load_plan(plan_path),
-            calibration=calibration_lookup(self.store),
-            session_id=self.session_id,
-        )
+        self.controller = Controller(load_plan(plan_path), session_id=self.session_id)
         context = controller_context(self.controller)
         self.store.begin_session(patient, area, session_id=self.session_id, context=context)
         self.writer = GroupCommitWriter(self.store)
@@ -131,7 +127,12 @@ class Controlled:
             return HandpieceConnection(url, on_event=on_event, reconnect=True, opener=self.tap.open)
 
         self.runner = ControllerRunner(
-            url, self.controller, store=self.store, writer=self.writer, connection_factory=connect
+            url,
+            self.controller,
+            store=self.store,
+            writer=self.writer,
+            connection_factory=connect,
+            calibration=calibration_lookup(self.store),
         )
         stream = EventStream(
             self.store, self.session_id, sink=self.writer.submit_event, context=context

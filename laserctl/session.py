@@ -17,6 +17,7 @@ Construction and end() do I/O (SQLite): callers run them off any interface threa
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from laserctl.records.writer import GroupCommitWriter
 
 if TYPE_CHECKING:
-    from laserctl.controller.core import CalibrationCheck
+    from laserctl.controller.core import CalibrationSource
     from laserctl.controller.events import Note
     from laserctl.controller.runner import ControllerRunner
     from laserctl.controller.shots import ShotRecord
@@ -72,7 +73,8 @@ class TreatmentSession:
         patient: str,
         area: str,
         *,
-        calibration: CalibrationCheck,
+        calibration: CalibrationSource,
+        wall_clock: Callable[[], float] = time.time,
         operator: str | None = None,
         override: CourseOverride | None = None,
         resume: bool = False,
@@ -83,7 +85,9 @@ class TreatmentSession:
         """`plan` None: the built-in conservative plan for the connected handpiece type, on
         this area. `events_log`: a structlog logger for the notes too (--events FILE); `echo`
         sees every note; `on_shot` every shot handed to the writer. Raises CourseRuleBroken,
-        NothingToResume or RecordError; the store stays open either way (the caller's)."""
+        NothingToResume or RecordError; the store stays open either way (the caller's).
+        `calibration`: where the runner reads the handpiece's calibration (SR-14), stamped
+        with `wall_clock`."""
         from laserctl.controller.core import Controller
         from laserctl.controller.runner import ControllerRunner
         from laserctl.logging import EventStream
@@ -104,7 +108,6 @@ class TreatmentSession:
         self.controller = Controller(
             plan,
             plan_for=lambda hp: dataclasses.replace(builtin_plan(hp), area=area),
-            calibration=calibration,  # SR-14: no valid calibration, no arming
             session_id=session_id,
             dose=dose,
             count_recovered=resumed is not None,  # shots re-read now were fired in it
@@ -134,7 +137,12 @@ class TreatmentSession:
         self.course = store.session(self.session_id).course
         self.writer = TappedWriter(store, on_shot) if on_shot else GroupCommitWriter(store)
         self.runner: ControllerRunner = ControllerRunner(
-            url, self.controller, store=store, writer=self.writer
+            url,
+            self.controller,
+            store=store,
+            writer=self.writer,
+            calibration=calibration,  # SR-14: no valid calibration, no arming
+            wall_clock=wall_clock,
         )
         self.stream: EventStream | None = EventStream(
             store,

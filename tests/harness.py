@@ -3,7 +3,10 @@ wired together with a fake clock and no threads.
 
 Bytes move instantly: every step the host's output goes to sim.receive() and the simulator's
 output to the host link, until both are quiet. Time moves only in step() / run(), in steps of
-`dt` seconds, so every test is repeatable. Other suites may reuse it:
+`dt` seconds, so every test is repeatable. The calibration source is read as the runner reads
+it, apart from the core: before LinkOpened, and at every ReadCalibration the core asks for
+(hold_calibration keeps those back until release_calibration()); its readings are stamped with
+a wall clock that starts at `wall_start` and moves with the bench. Other suites may reuse it:
 
     bench = Bench("fractional-1550")
     bench.connect()                 # HELLO, self test, STANDBY
@@ -23,16 +26,23 @@ from drivers.protocol import (
     Command,
     CommandFailed,
     DeviceInfo,
+    FrameDecoder,
     Hello,
     HelloInfo,
     HostLink,
     LinkEvent,
+    Message,
+    ProtocolError,
     Reply,
+    decode_message,
+    encode_frame,
 )
+from drivers.protocol.framing import Frame
 from drivers.sim import SimulatedHandpiece
-from laserctl.controller.core import CalibrationCheck, Controller, stand_in_calibration
+from laserctl.controller.core import CalibrationSource, Controller, training_calibration
 from laserctl.controller.events import (
     Action,
+    CalibrationLoaded,
     CloseLink,
     CommandDone,
     CommandLost,
@@ -42,6 +52,7 @@ from laserctl.controller.events import (
     LinkOpenFailed,
     Note,
     OpenLink,
+    ReadCalibration,
     RecordShot,
     Send,
     Tick,
@@ -49,6 +60,8 @@ from laserctl.controller.events import (
 from laserctl.controller.shots import MemoryShotStore
 from laserctl.controller.table import State
 from laserctl.plan import TreatmentPlan
+
+WALL_START = 1_800_000_000.0  # the bench's wall clock (epoch seconds) at bench time 0: fixed
 
 
 @dataclass
@@ -64,7 +77,9 @@ class Bench:
     plan: TreatmentPlan | None = None
     seed: int = 0
     dt: float = 0.005
-    calibration: CalibrationCheck = stand_in_calibration
+    calibration: CalibrationSource = training_calibration
+    wall_start: float = WALL_START
+    hold_calibration: bool = False  # ReadCalibration waits for release_calibration()
     serial: str | None = None
     now: float = 0.0
     sent: list[SentCommand] = field(default_factory=list)
@@ -72,17 +87,24 @@ class Bench:
     drop_from_device: bool = False  # the device's output is lost on the way (broken RX line)
     drop_from_host: bool = False  # the host's output is lost on the way (broken TX line)
     on_action: Callable[[Action], None] | None = None  # hook for tests that fail an action
+    # Which of the device's frames reach the host (None: all): a line that loses some.
+    device_frames: Callable[[Message], bool] | None = None
+    # Every handle() call as (bench time, event, the actions it returned), when a list is given.
+    trace: list[tuple[float, ControllerEvent, list[Action]]] | None = None
 
     def __post_init__(self) -> None:
         self.sim = SimulatedHandpiece(self.handpiece, seed=self.seed, serial=self.serial, now=0.0)
         self.store = MemoryShotStore()
-        self.core = Controller(self.plan, calibration=self.calibration, now=0.0)
+        self.core = Controller(self.plan, now=0.0)
         self.link: HostLink | None = None
         self._tokens: dict[int, int] = {}
+        self.calibration_reads: list[DeviceInfo] = []  # held back (hold_calibration)
 
     # ---- driving --------------------------------------------------------------------------
     def feed(self, event: ControllerEvent) -> list[Action]:
         actions = self.core.handle(event, self.now)
+        if self.trace is not None:
+            self.trace.append((self.now, event, actions))
         self.execute(actions)
         return actions
 
@@ -117,6 +139,26 @@ class Bench:
             self.step()
         return True
 
+    @property
+    def wall(self) -> float:
+        return self.wall_start + self.now
+
+    def read_calibration(self, info: DeviceInfo) -> CalibrationLoaded:
+        """What the runner's CalibrationReader reads (off the core)."""
+        return CalibrationLoaded(info.serial, self.calibration(info), self.wall)
+
+    def refresh_calibration(self) -> None:
+        """The runner's periodic (or on-demand) refresh: read the source again, feed it."""
+        assert self.core.device is not None
+        self.feed(self.read_calibration(self.core.device))
+        self.pump()
+
+    def release_calibration(self) -> None:
+        reads, self.calibration_reads = self.calibration_reads, []
+        for info in reads:
+            self.feed(self.read_calibration(info))
+        self.pump()
+
     def connect(self, *, expect: State | None = State.STANDBY) -> None:
         self.operator(Connect())
         if expect is not None:
@@ -146,6 +188,11 @@ class Bench:
                         self.feed(CommandLost(token, "link closed"))
                 case RecordShot():
                     self.store.record(action.record)
+                case ReadCalibration():
+                    if self.hold_calibration:
+                        self.calibration_reads.append(action.info)
+                    else:
+                        self.feed(self.read_calibration(action.info))
                 case Note():
                     self.notes.append(action)
 
@@ -162,6 +209,8 @@ class Bench:
                 if not self.drop_from_host:
                     self.sim.receive(out, self.now)
             back = self.sim.output(self.now)
+            if back and self.device_frames is not None:
+                back = self._filter(back, self.device_frames)
             if back and not self.drop_from_device:
                 link.receive_data(back, self.now)
             while (event := link.next_event()) is not None:
@@ -169,6 +218,22 @@ class Bench:
             if not out and not back:
                 break
         return events
+
+    @staticmethod
+    def _filter(data: bytes, keep: Callable[[Message], bool]) -> bytes:
+        decoder = FrameDecoder()
+        decoder.feed(data)
+        out = []
+        while (item := decoder.next()) is not None:
+            if not isinstance(item, Frame):
+                continue
+            try:
+                message = decode_message(item.type, item.payload)
+            except (ProtocolError, ValueError):
+                continue
+            if keep(message):
+                out.append(encode_frame(item.type, item.seq, item.payload, item.version))
+        return b"".join(out)
 
     def pump(self) -> None:
         for _ in range(50):
@@ -215,6 +280,8 @@ class Bench:
                 if isinstance(event, Reply) and event.seq == seq:
                     if isinstance(event.response, HelloInfo):
                         info = DeviceInfo.from_hello(event.response)
+                        if not (reconnected or self.hold_calibration):
+                            self.feed(self.read_calibration(info))  # as the runner's opening
                         self.feed(Reconnected(info) if reconnected else LinkOpened(info))
                         for item in early:
                             self._deliver(item)

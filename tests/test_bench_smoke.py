@@ -35,6 +35,7 @@ def test_every_suite_runs_quick_and_writes_each_figure_with_its_baseline(tmp_pat
         "interlock event received -> DISARM written, p50",
         "interlock event received -> DISARM written, p99",
         "host ESTOP written -> simulator emission stopped, p99",
+        "runner.estop() called, owner thread busy -> ESTOP written, p99",
         "controller RSS after",
         "Python allocated blocks after",
         "log verify rows/s",

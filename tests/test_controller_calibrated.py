@@ -6,22 +6,26 @@ in-memory bench, tests/harness.py)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from drivers.protocol import DeviceInfo, HelloInfo, Param, SetParams
-from laserctl.calibration import Calibration, Point, fit_points
+from laserctl.calibration import Calibration, Point, calibration_lookup, fit_points
 from laserctl.calibration.procedure import set_points
 from laserctl.controller.core import training_calibration
 from laserctl.controller.events import (
     ConfirmEyewear,
     RequestArm,
+    RequestDisarm,
     SetParameters,
 )
 from laserctl.controller.table import State
 from laserctl.plan import FRACTIONAL_CONSERVATIVE, ParamWindow, TreatmentPlan
+from laserctl.records import open_store
+from laserctl.safety.interlocks import InterlockId, Reading
 from laserctl.safety.limits import fluence_per_pulse
-from tests.harness import Bench
+from tests.harness import WALL_START, Bench
 
 NOW = 1_800_000_000.0
 
@@ -169,8 +173,47 @@ def test_the_energy_monitor_compares_with_the_target_not_the_drive_value() -> No
     assert bench.sim.shot_no == 1
 
 
+def expiring(serial: str, expires_at: float) -> Calibration:
+    """A calibration that is valid until `expires_at` (the bench's wall clock)."""
+    return dataclasses.replace(
+        calibration(serial, 1.0), created_at=expires_at - 30 * 86400.0, expires_at=expires_at
+    )
+
+
 @pytest.mark.req("SR-14")
-def test_the_calibration_is_checked_again_at_every_arm() -> None:
+def test_a_calibration_that_expires_while_the_controller_runs_refuses_the_next_arm() -> None:
+    """Expiry is decided on the controller's injected clock: no new reading of the source
+    happens, the bench's time passes the expiry, and the next ARM is refused with the reason."""
+    reads: list[str] = []
+
+    def source(info: DeviceInfo) -> Calibration | str:
+        reads.append(info.serial)
+        return expiring(info.serial, WALL_START + 5.0)  # the source does not judge it
+
+    bench = Bench(plan=ALBA, calibration=source)
+    bench.connect()
+    bench.operator(ConfirmEyewear())
+    bench.operator(RequestArm())
+    assert bench.run_until(lambda: bench.state is State.READY, 0.5), bench.core.refusals
+    bench.operator(RequestDisarm())
+    bench.run(4.0)  # 1 s before the expiry: still valid
+    bench.operator(RequestArm())
+    assert bench.run_until(lambda: bench.state is State.READY, 0.5), bench.core.refusals
+    bench.operator(RequestDisarm())
+    read = len(reads)
+    bench.run(1.0)  # the bench's wall clock passes WALL_START + 5 s
+    bench.operator(RequestArm())
+    assert bench.state is State.STANDBY
+    reason = bench.core.refusals[-1].reason
+    assert reason.startswith("interlock not closed: calibration: calibration of FX-00000 expired")
+    assert "a service engineer must calibrate again" in reason
+    assert len(bench.arms()) == 2
+    assert len(reads) == read  # decided on the clock, not by reading the source again
+    assert bench.core.calibrated is None
+
+
+@pytest.mark.req("SR-14")
+def test_a_calibration_revoked_or_replaced_meanwhile_is_seen_at_the_next_reading() -> None:
     verdict: list[Calibration | str] = []
 
     def lookup(info: DeviceInfo) -> Calibration | str:
@@ -181,6 +224,7 @@ def test_the_calibration_is_checked_again_at_every_arm() -> None:
     bench = Bench(plan=ALBA, calibration=lookup)
     bench.connect()
     verdict[0] = "calibration of FX-00000 revoked on 2027-01-01 by bob: verification failed"
+    bench.refresh_calibration()  # the runner reads the source again (periodically, on demand)
     bench.operator(ConfirmEyewear())
     bench.operator(RequestArm())
     assert bench.state is State.STANDBY
@@ -190,12 +234,57 @@ def test_the_calibration_is_checked_again_at_every_arm() -> None:
     assert bench.core.device is not None
     again = calibration(bench.core.device.serial, 1.2, record_id=8)
     verdict[0] = again
-    bench.operator(RequestArm())
-    assert "parameters not confirmed" in bench.core.refusals[-1].reason
-    bench.run(0.05)
+    bench.refresh_calibration()
     assert energy_sent(bench)[-1] == again.drive_milli(20000)
     bench.operator(RequestArm())
     assert bench.run_until(lambda: bench.state is State.READY, 0.5), bench.core.refusals
+
+
+@pytest.mark.req("SR-07")
+@pytest.mark.req("SR-14")
+def test_parameters_and_arming_wait_for_the_first_calibration_reading() -> None:
+    """Identified before its calibration is read (another handpiece, a slow shot log): the
+    calibration interlock reads unknown, no drive value is sent, ARM is refused."""
+    bench = Bench(plan=ALBA, calibration=lambda info: calibration(info.serial, 1.1))
+    bench.hold_calibration = True
+    bench.connect()
+    assert energy_sent(bench) == []
+    assert bench.core.readings()[InterlockId.CALIBRATION] is Reading.UNKNOWN
+    bench.operator(ConfirmEyewear())
+    bench.operator(RequestArm())
+    assert "calibration: the calibration of FX-00000 is not read yet" in (
+        bench.core.refusals[-1].reason
+    )
+    bench.operator(SetParameters(((Param.ENERGY_MJ, 22.0),)))
+    assert "SET_PARAMS refused: the calibration of FX-00000 is not read yet" in (
+        bench.core.last_message
+    )
+    bench.release_calibration()
+    cal = bench.core.calibrated
+    assert cal is not None
+    assert energy_sent(bench) == [cal.drive_milli(20000)]
+    bench.operator(RequestArm())
+    assert bench.run_until(lambda: bench.state is State.READY, 0.5), bench.core.refusals
+
+
+@pytest.mark.req("SR-14")
+def test_the_shot_log_source_leaves_the_expiry_to_the_controller(tmp_path: Path) -> None:
+    """calibration_lookup gives the newest record whatever the time; the controller judges."""
+    store = open_store(tmp_path / "log.db")
+    try:
+        bench = Bench(plan=ALBA, calibration=calibration_lookup(store))
+        cal = expiring("FX-00000", WALL_START + 2.0)
+        store.add_calibration("FX-00000", "fractional-1550", "alice", cal.to_record())
+        bench.connect()
+        assert bench.core.calibrated is not None
+        bench.run(2.0)
+        found = calibration_lookup(store)(bench.core.device)  # type: ignore[arg-type]
+        assert isinstance(found, Calibration) and found.expires_at == cal.expires_at
+        bench.refresh_calibration()
+        assert bench.core.calibrated is None
+        assert "expired" in bench.core.calibration_problem
+    finally:
+        store.close()
 
 
 @pytest.mark.req("SR-14")
@@ -230,7 +319,7 @@ def test_recovered_shots_keep_their_fluence() -> None:
     first = calibrated_bench(cal_gain=1.10, device_drift_pct=10)
     kept = _unacked_shots_left_on_the_device(first)
     # A new host process, a new session: the shots are recorded, not counted in its budget.
-    second = Bench(plan=ALBA, calibration=first.core._calibration)
+    second = Bench(plan=ALBA, calibration=first.calibration)
     second.sim = first.sim
     second.now = first.now
     second.connect()
@@ -252,7 +341,7 @@ def test_shots_recovered_into_a_resumed_session_count_against_its_budget() -> No
     first = calibrated_bench(cal_gain=1.0, device_drift_pct=0)
     kept = _unacked_shots_left_on_the_device(first)
     stored = first.core.dose  # what the log holds for the session when it is resumed
-    second = Bench(plan=ALBA, calibration=first.core._calibration)
+    second = Bench(plan=ALBA, calibration=first.calibration)
     second.sim = first.sim
     second.now = first.now
     second.core.dose = stored

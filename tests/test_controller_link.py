@@ -238,6 +238,56 @@ def test_a_grant_the_device_finished_and_reported_owes_nothing_after_a_reboot() 
     assert bench.core.ledger.device_fired == fired + bench.sim.shot_no
 
 
+@pytest.mark.req("SR-08")
+@pytest.mark.req("SR-11")
+def test_arming_waits_until_the_last_grants_missing_shots_are_re_read() -> None:
+    """Shot events of a grant are lost (the line drops them, replays included) and the device
+    has disarmed: a new grant now would replace the open one, and a reboot would then hide the
+    pulses of both. So ARM is refused until the re-read has recorded them; a reboot meanwhile
+    charges the missing ones as pulses in doubt."""
+    bench = emitting()
+    core = bench.core
+    bench.device_frames = lambda m: not isinstance(m, Shot)  # every SHOT lost on the way
+    bench.run(0.35)
+    bench.inject("release")
+    bench.operator(RequestDisarm())
+    bench.run(0.2)
+    assert bench.state is State.STANDBY and bench.sim.state.name == "IDLE"
+    unseen = bench.sim.shot_no - core.shots_seen
+    assert unseen > 0 and core.grant_open
+    bench.operator(RequestArm())
+    assert len(bench.arms()) == 1
+    reason = core.refusals[-1].reason
+    assert f"shots {core.shots_seen + 1}..{bench.sim.shot_no} of the last grant" in reason
+    assert "re-reading them before a new grant (SR-08)" in reason
+    bench.device_frames = None  # the line is good again: the re-read completes
+    bench.inject("open key")  # an event, whose number shows the gap
+    bench.inject("close key")
+    bench.run(0.3)
+    assert core.shots_seen == bench.sim.shot_no and not core.grant_open
+    bench.operator(RequestArm())
+    assert bench.run_until(lambda: bench.state is State.READY, 0.5), core.refusals
+
+
+@pytest.mark.req("SR-08")
+def test_a_reboot_while_a_grants_shots_are_missing_charges_them_in_doubt() -> None:
+    bench = emitting()
+    core = bench.core
+    bench.device_frames = lambda m: not isinstance(m, Shot)
+    bench.run(0.35)
+    bench.inject("release")
+    bench.operator(RequestDisarm())
+    bench.run(0.2)
+    bench.operator(RequestArm())  # refused: the grant is still open
+    fired = bench.sim.shot_no
+    bench.inject("reboot")  # the device loses its counter and the unreported records
+    bench.device_frames = None
+    bench.run(0.3)
+    assert bench.state is State.FAULT
+    assert core.pulses_in_doubt >= fired - core.shots_seen > 0
+    assert core.dose.pulses >= fired  # nothing the device fired went uncharged
+
+
 @pytest.mark.req("SR-15")
 def test_a_reboot_while_the_cable_is_out_is_found_when_it_returns() -> None:
     bench = emitting()

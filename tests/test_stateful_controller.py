@@ -7,7 +7,8 @@ time steps, and checks after every step:
 - never more shots than granted (per ARM, in total, and within the session budget),
 - FAULT and ESTOP are never left without an acknowledged reset,
 - every shot the device fired is seen by the controller (except those a reboot destroyed
-  before they could be reported).
+  before they could be reported), and charged to the session's budget: seen, or counted as a
+  pulse in doubt when a reboot destroyed it (SR-08: unknown counts as delivered).
 
 Bounded for CI (about 60 examples of 25 steps); HYPOTHESIS_PROFILE=soak (make soak) runs far
 more and longer sequences.
@@ -300,6 +301,7 @@ class ControllerMachine(RuleBasedStateMachine):
         bench.run(0.3)
         fired = self.fired_before + bench.sim.shot_no
         assert bench.core.shots_seen + self.lost == fired, (bench.core.shots_seen, self.lost)
+        assert bench.core.dose.pulses >= fired, (bench.core.pulses_in_doubt, self.lost)
 
     def teardown(self) -> None:
         if not hasattr(self, "bench"):
@@ -312,6 +314,7 @@ class ControllerMachine(RuleBasedStateMachine):
         bench.run(1.0)
         fired = self.fired_before + bench.sim.shot_no
         assert bench.core.shots_seen + self.lost == fired
+        assert bench.core.dose.pulses >= fired, (bench.core.pulses_in_doubt, self.lost)
         assert not bench.sim.emission or bench.state in ARMED
         granted = sum(a.grant for a in bench.arms())
         assert fired <= granted

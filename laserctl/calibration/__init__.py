@@ -3,7 +3,7 @@
     outcome = calibrate(connection, info, who="alice")      # test pulses, fit, bounds
     record = outcome.calibration.to_record()
     store.add_calibration(info.serial, info.handpiece.slug, "alice", record)
-    lookup = calibration_lookup(store)                       # Controller(calibration=lookup)
+    lookup = calibration_lookup(store)                       # ControllerRunner(calibration=)
     check = calibration_check(store)                         # yes/no, with the reason
     cal = current_calibration(store, info)                   # the set-point mapping
 
@@ -29,6 +29,7 @@ from .record import (
     calibration_check,
     calibration_lookup,
     current_calibration,
+    newest_calibration,
     revocation,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "fit_points",
     "fit_problems",
     "make_idle",
+    "newest_calibration",
     "revocation",
     "verify",
 ]

@@ -13,6 +13,7 @@ written when a daily verification fails); the newest record of a serial number d
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import time
@@ -226,6 +227,18 @@ def current_calibration(
 ) -> Calibration:
     """The calibration to use with this handpiece now, or CalibrationInvalid saying why not."""
     at = time.time() if now is None else now
+    calibration = newest_calibration(log, info, bounds=bounds)
+    problem = calibration.problem(info, at)
+    if problem:
+        raise CalibrationInvalid(problem)
+    return calibration
+
+
+def newest_calibration(
+    log: CalibrationLog, info: DeviceInfo, *, bounds: Bounds | None = None
+) -> Calibration:
+    """The handpiece's newest calibration record, not judged (Calibration.problem says whether
+    it may be used at a given time), or CalibrationInvalid: none, revoked, unreadable."""
     entries = log.calibrations(info.serial)
     if not entries:
         raise CalibrationInvalid(
@@ -241,28 +254,22 @@ def current_calibration(
         )
     raw_id = newest.get("id")
     calibration = Calibration.from_record(record, int(raw_id) if isinstance(raw_id, int) else None)
-    problem = calibration.problem(info, at, bounds)
-    if problem:
-        raise CalibrationInvalid(problem)
-    return calibration
+    return calibration if bounds is None else dataclasses.replace(calibration, bounds=bounds)
 
 
 CalibrationLookup = Callable[[DeviceInfo], "Calibration | str"]
 
 
-def calibration_lookup(
-    log: CalibrationLog,
-    *,
-    clock: Callable[[], float] = time.time,
-    bounds: Bounds | None = None,
-) -> CalibrationLookup:
-    """For the controller at every identification: the valid calibration of the connected
-    handpiece (its set-point mapping), or why there is none (SR-14). Never raises: any failure
-    to read the records counts as no calibration (fail safe)."""
+def calibration_lookup(log: CalibrationLog, *, bounds: Bounds | None = None) -> CalibrationLookup:
+    """The controller's calibration source (ControllerRunner(calibration=...), read off the
+    controller's thread at every identification and refreshed): the connected handpiece's
+    newest calibration (its set-point mapping), or why there is none (SR-14). Not judged here:
+    the controller judges it, expiry on its own clock, with these `bounds` if given. Never
+    raises: any failure to read the records counts as no calibration (fail safe)."""
 
     def lookup(info: DeviceInfo) -> Calibration | str:
         try:
-            return current_calibration(log, info, now=clock(), bounds=bounds)
+            return newest_calibration(log, info, bounds=bounds)
         except CalibrationInvalid as exc:
             return str(exc)
         except Exception as exc:  # the store failing must not let a handpiece arm
@@ -277,15 +284,19 @@ def calibration_check(
     clock: Callable[[], float] = time.time,
     bounds: Bounds | None = None,
 ) -> CalibrationCheck:
-    """An empty string when the connected handpiece has a valid calibration (not expired, its
-    serial number, fit within bounds, not revoked), else why not (SR-14). A yes/no only: the
-    controller takes calibration_lookup() (Controller(calibration=...)), whose mapping gives the
-    calibrated set points; given this check instead, it arms a simulated handpiece only,
-    uncalibrated."""
-    lookup = calibration_lookup(log, clock=clock, bounds=bounds)
+    """An empty string when the connected handpiece has a valid calibration at `clock()` (not
+    expired, its serial number, fit within bounds, not revoked), else why not (SR-14). A yes/no
+    only: the controller takes calibration_lookup() (ControllerRunner(calibration=...)), whose
+    mapping gives the calibrated set points; given this check instead, it arms a simulated
+    handpiece only, uncalibrated."""
 
     def check(info: DeviceInfo) -> str:
-        result = lookup(info)
-        return result if isinstance(result, str) else ""
+        try:
+            current_calibration(log, info, now=clock(), bounds=bounds)
+        except CalibrationInvalid as exc:
+            return str(exc)
+        except Exception as exc:  # the store failing must not let a handpiece arm
+            return f"calibration records unreadable: {type(exc).__name__}: {exc}"
+        return ""
 
     return check

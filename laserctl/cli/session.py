@@ -14,7 +14,7 @@ import click
 from . import EXIT_DEVICE, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
-    from laserctl.controller.core import CalibrationCheck
+    from laserctl.controller.core import CalibrationSource
     from laserctl.controller.runner import ControllerRunner
     from laserctl.controller.snapshot import Snapshot
     from laserctl.plan import TreatmentPlan
@@ -125,19 +125,17 @@ def session(
         log = _open_log(plan, patient, area, db, resume, events_path, echo, url)
         controller, runner = log.controller, log.runner
     else:
-        calibration: CalibrationCheck = training_calibration
+        calibration: CalibrationSource = training_calibration
         if not training:
             calibrations = _open_calibrations(db)
             calibration = _calibration_source(calibrations)
-        controller = Controller(
-            plan, calibration=calibration, session_id=f"session-{uuid.uuid4().hex[:8]}"
-        )
-        runner = ControllerRunner(url, controller)
+        controller = Controller(plan, session_id=f"session-{uuid.uuid4().hex[:8]}")
+        runner = ControllerRunner(url, controller, calibration=calibration)
         runner.on_note = echo
     runner.start()
     try:
         runner.submit(Connect())
-        runner.sync(CONNECT_TIMEOUT_S)  # the connect (open and HELLO) ran on the owner thread
+        runner.sync(CONNECT_TIMEOUT_S)  # the connect was taken (open and HELLO run apart)
         settled = (State.STANDBY, State.FAULT, State.ESTOP, State.DISCONNECTED)
         snap = runner.wait_for(lambda s: s.state in settled, CONNECT_TIMEOUT_S)
         if snap is None or snap.state is State.DISCONNECTED:
@@ -244,7 +242,7 @@ def _open_calibrations(db: str | None) -> RecordStore:
     raise AssertionError("unreachable")  # pragma: no cover - _fail exits
 
 
-def _calibration_source(store: RecordStore) -> CalibrationCheck:
+def _calibration_source(store: RecordStore) -> CalibrationSource:
     """SR-14: the connected handpiece's valid calibration from the shot log, or why none."""
     from laserctl.calibration import calibration_lookup
 

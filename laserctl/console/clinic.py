@@ -285,11 +285,12 @@ class Clinic:
 
     # ---- calibration (issue 5, SR-14) ---------------------------------------------------------
     def calibration_source(self) -> CalibrationLookup:
-        """For Controller(calibration=...): the connected handpiece's valid calibration from
-        the shot log, or why there is none (as `laserctl session` uses it)."""
+        """For ControllerRunner(calibration=...): the connected handpiece's newest calibration
+        from the shot log, or why there is none (as `laserctl session` uses it); the
+        controller judges it on its own clock (the runner's wall_clock=self.clock)."""
         from laserctl.calibration import calibration_lookup
 
-        return calibration_lookup(self.store, clock=self.clock)
+        return calibration_lookup(self.store)
 
     def calibration_status(self, device: DeviceInfo) -> str:
         from laserctl.calibration.record import CalibrationInvalid, current_calibration, iso

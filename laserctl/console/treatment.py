@@ -98,6 +98,7 @@ class ConsoleSession:
             # SR-14: arming needs the handpiece's valid calibration from the shot log, which
             # also maps the dose to the handpiece's set points; training: simulated only.
             calibration=stand_in_calibration if clinic.training else clinic.calibration_source(),
+            wall_clock=clinic.clock,  # the calibration's expiry is judged on the clinic's time
             operator=operator,
             override=CourseOverride(*override) if override else None,
             resume=resume,

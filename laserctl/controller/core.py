@@ -9,6 +9,10 @@ The state changes are the `transitions` Machine built from table.TABLE; this mod
 guards (`_guard_*`, returning a refusal reason or None) and effects (`_effect_*`) the table names,
 and the event handling that decides which trigger to fire. An exception anywhere in handle()
 disarms the device and enters FAULT (SR-10).
+
+The calibration comes in as an event too (CalibrationLoaded, read from the shot log off this
+thread by the runner): the core never waits for a disk, and judges the calibration's expiry on
+its own injected clock (SR-14).
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ from ..safety.limits import (
 )
 from .events import (
     Action,
+    CalibrationLoaded,
     CloseLink,
     CommandDone,
     CommandLost,
@@ -102,6 +107,7 @@ from .events import (
     LinkOpenFailed,
     Note,
     OpenLink,
+    ReadCalibration,
     RecordShot,
     RefreshStatus,
     RequestArm,
@@ -119,11 +125,14 @@ from .table import ARMED, LATCHED, TABLE, State
 if TYPE_CHECKING:
     from ..calibration.record import Calibration
 
-CalibrationCheck = Callable[[DeviceInfo], "Calibration | str"]
-"""At every identification and before every ARM: the connected handpiece's valid calibration
-(its set-point mapping: laserctl.calibration.calibration_lookup(store)), or why there is none
-(SR-14). Returning "" means "may be armed, uncalibrated": the dose is sent as chosen (drive =
-target); the controller accepts that for a simulated handpiece only (training_calibration)."""
+CalibrationSource = Callable[[DeviceInfo], "Calibration | str"]
+"""What the runner (or the test bench) reads, off the core's thread, for every identified
+handpiece and feeds to the core as CalibrationLoaded: its newest calibration (the set-point
+mapping: laserctl.calibration.calibration_lookup(store)), or why there is none (SR-14). The core
+judges the calibration itself, expiry on its own clock. Returning "" means "may be armed,
+uncalibrated": the dose is sent as chosen (drive = target); the controller accepts that for a
+simulated handpiece only (training_calibration)."""
+CalibrationCheck = CalibrationSource  # the name before calibration became an event
 
 
 def training_calibration(info: DeviceInfo) -> str:
@@ -169,6 +178,18 @@ class Refusal:
 
 
 @dataclass(frozen=True, slots=True)
+class _Reading:
+    """The last CalibrationLoaded, and the core's time when it arrived: the wall clock at
+    `now` is loaded.at + (now - received), so expiry is judged on the injected clock."""
+
+    loaded: CalibrationLoaded
+    received: float
+
+    def wall(self, now: float) -> float:
+        return self.loaded.at + (now - self.received)
+
+
+@dataclass(frozen=True, slots=True)
 class FaultRecord:
     at: float
     state: State  # the state the controller was in
@@ -189,7 +210,6 @@ class Controller:
         plan: TreatmentPlan | None = None,
         *,
         plan_for: Callable[[Any], TreatmentPlan] = builtin_plan,
-        calibration: CalibrationCheck = stand_in_calibration,
         session_id: str = "session",
         dose: DoseUsed | None = None,
         count_recovered: bool = False,
@@ -200,7 +220,6 @@ class Controller:
         shots the device kept and re-reads count as this session's (they were fired in it)."""
         self.plan = plan
         self._plan_for = plan_for
-        self._calibration = calibration
         self.session_id = session_id
         self.now = now
         self._model = _Model()
@@ -224,6 +243,11 @@ class Controller:
         self.identity_problem = ""
         self.calibration_problem = ""
         self.calibrated: Calibration | None = None  # the set-point mapping in use (SR-14)
+        self._reading: _Reading | None = None  # the last CalibrationLoaded, any handpiece
+        # No reading yet for the identified handpiece: the calibration interlock reads unknown
+        # and SET_PARAMS waits (its drive values need the calibration).
+        self.calibration_pending = False
+        self._params_postponed = False
         self._targets: dict[int, int] = {}  # drive value sent -> the dose target it stands for
         self._targets_of: object = None  # the calibration those drive values were made with
         # Per-pulse fluence of the parameter sets seen (a burst repeats one), and the plan
@@ -391,6 +415,10 @@ class Controller:
             case LinkOpened():
                 self.connected = self.link_alive = True
                 self._identified(event.info)
+            case CalibrationLoaded():
+                self._reading = _Reading(event, self.now)
+                if self.device is not None and self.state not in ARMED:
+                    self._judge_calibration()  # armed: at the next ARM, as a change would be
             case LinkOpenFailed():
                 self.last_message = f"cannot connect: {event.error}"
                 self._note("info", self.last_message)
@@ -413,7 +441,7 @@ class Controller:
                 self._note("info", "protective eyewear confirmed by the operator")
             case RequestArm():
                 if self.device is not None and self.state is State.STANDBY:
-                    self._look_up_calibration(self.device)  # expired or revoked since? (SR-14)
+                    self._judge_calibration()  # expired or revoked since? (SR-14)
                 self._request("arm", "ARM")
             case RequestDisarm():
                 if self._fire("disarm") is not None:
@@ -498,6 +526,7 @@ class Controller:
             self.status,
             self.identity_problem,
             self.calibration_problem,
+            self.calibration_pending,
             self.connected and self.link_alive,
             self.eyewear,
         )
@@ -508,7 +537,11 @@ class Controller:
                     device_inputs=device.interlocks if device else frozenset(),
                     status=self.status,
                     identity_ok=None if device is None else not self.identity_problem,
-                    calibration_ok=None if device is None else not self.calibration_problem,
+                    calibration_ok=(
+                        None
+                        if device is None or self.calibration_pending
+                        else not self.calibration_problem
+                    ),
                     link_alive=self.connected and self.link_alive,
                     eyewear=self.eyewear,
                 )
@@ -579,10 +612,26 @@ class Controller:
         if self.status is None or self.status.state != DeviceState.IDLE:
             name = DeviceState(self.status.state).name if self.status else "unknown"
             return f"device is {name}, not IDLE"
+        if self.grant_open:
+            return self._unsettled_grant()
         grant = self._grant()
         if grant.pulses <= 0:
             return f"session budget used up ({grant.limited_by})"
         return None
+
+    def _unsettled_grant(self) -> str:
+        """SR-08: while pulses of the last grant are not all recorded, a new grant would take
+        its place, and a reboot could then hide the pulses of both (the doubt is charged for
+        the open grant only). The re-read (SHOTS_SINCE) settles it."""
+        ledger = self.ledger
+        if ledger.upto is not None and ledger.missing:
+            top = max([*ledger.ahead, ledger.device_count or 0])
+            shots = f"shot {top}" if top == ledger.upto + 1 else f"shots {ledger.upto + 1}..{top}"
+            return (
+                f"{shots} of the last grant not recorded yet: re-reading them before a new "
+                "grant (SR-08)"
+            )
+        return "the last grant is not settled yet: waiting for the device's status (SR-08)"
 
     def _guard_still_safe(self) -> str | None:
         readings = self._readings()
@@ -651,6 +700,13 @@ class Controller:
     def _effect_send_parameters(self) -> None:
         if self.plan is None or self.device is None:
             return
+        if self.calibration_pending:  # the drive values need the calibration (SR-14)
+            if self._requested is not None:
+                self._refuse("SET_PARAMS", f"{self.calibration_problem}: set them again then")
+            else:
+                self._params_postponed = True
+            return
+        self._params_postponed = False
         values = self._requested or self.params
         try:
             wire = self._check_parameters(values)
@@ -769,7 +825,8 @@ class Controller:
             )
         self.device = info
         self.identity_problem = problem
-        self._look_up_calibration(info)
+        self._judge_calibration()
+        self._actions.append(ReadCalibration(info))  # a fresh reading at every identification
         added = False
         if problem:
             added = self._add_cause(Cause(CauseKind.HANDPIECE, problem))
@@ -783,29 +840,48 @@ class Controller:
         elif added:
             self._fire("fault")
 
-    def _look_up_calibration(self, info: DeviceInfo) -> None:
-        """SR-14: the handpiece's valid calibration, or why there is none (the calibration
-        interlock stays open then, and ARM is refused with that reason)."""
-        found = self._calibration(info)
+    def _judge_calibration(self) -> None:
+        """SR-14: the identified handpiece's calibration from the last reading, judged now on
+        the core's clock (expiry, serial, fit bounds), or why there is none: the calibration
+        interlock stays open then, and ARM is refused with that reason."""
+        info = self.device
+        if info is None:
+            return
+        reading = self._reading
         before = self.calibrated
-        if isinstance(found, str):
-            if not found and not info.simulated:
-                # "Valid" without a set-point mapping: only the training source says that, and
-                # only for a simulated handpiece. A real one is never driven uncalibrated.
-                found = (
-                    f"no calibrated set points for {info.handpiece.slug} {info.serial} (the "
-                    "calibration source gave none)"
-                )
-            self.calibration_problem = found
+        if reading is None or reading.loaded.serial != info.serial:
+            self.calibration_pending = True
+            self.calibration_problem = (
+                f"the calibration of {info.serial} is not read yet (calibration source)"
+            )
             self.calibrated = None
         else:
-            self.calibration_problem = ""
-            self.calibrated = found
+            self.calibration_pending = False
+            found = reading.loaded.found
+            if isinstance(found, str):
+                if not found and not info.simulated:
+                    # "Valid" without a set-point mapping: only the training source says that,
+                    # and only for a simulated handpiece. A real one is never driven
+                    # uncalibrated.
+                    found = (
+                        f"no calibrated set points for {info.handpiece.slug} {info.serial} "
+                        "(the calibration source gave none)"
+                    )
+                self.calibration_problem = found
+                self.calibrated = None
+            else:
+                self.calibration_problem = found.problem(info, reading.wall(self.now))
+                self.calibrated = None if self.calibration_problem else found
         key = _calibration_key(self.calibrated)
         if _calibration_key(before) != key:
             self._note_calibration(info)
+        if self.state is not State.STANDBY or self.calibration_pending:
+            return
+        if self._params_postponed:
+            self._effect_send_parameters()  # they waited for this reading
+            return
         stale = self._sent_with is not _NOTHING_SENT and self._sent_with != key
-        if stale and not self.calibration_problem and self.state is State.STANDBY:
+        if stale and not self.calibration_problem:
             # The device holds drive values made with another calibration: they no longer
             # count, and go again at once with this one. (While there is no valid calibration,
             # arming is refused anyway; this is decided when one is back.)
@@ -987,13 +1063,7 @@ class Controller:
                 ledger.device_count = max(ledger.device_count or 0, body.shot_no)
                 if ledger.missing and ledger.replays_due == 0:
                     self._recover_shots()
-        if (
-            self.grant_open
-            and _device_state(body.state) not in (DeviceState.ARMED, DeviceState.EMITTING)
-            and ledger.upto is not None
-            and body.shot_no <= ledger.upto
-        ):
-            self.grant_open = False  # disarmed, and every shot it counted is recorded
+        self._settle_grant(body)
         if previous is not None and previous.footswitch != body.footswitch:
             self.last_activity = self.now
         device_state = _device_state(body.state)
@@ -1023,6 +1093,18 @@ class Controller:
             self._fire("emission_started")
         elif self.state is State.EMITTING and not body.emission:
             self._fire("emission_ended")
+
+    def _settle_grant(self, body: StatusBody) -> None:
+        """The last grant owes nothing once a status shows the device disarmed with every shot
+        it counted recorded (SR-08)."""
+        ledger = self.ledger
+        if (
+            self.grant_open
+            and _device_state(body.state) not in (DeviceState.ARMED, DeviceState.EMITTING)
+            and ledger.upto is not None
+            and body.shot_no <= ledger.upto
+        ):
+            self.grant_open = False
 
     def _check_interlocks(self) -> None:
         """SR-02: an interlock that opens in READY or EMITTING disarms at once, then FAULT or
@@ -1257,6 +1339,8 @@ class Controller:
                     "longer kept by the device",
                 )
             )
+        elif self.status is not None:
+            self._settle_grant(self.status)  # the re-read brought the grant's missing shots
         self._maybe_ack()
 
     def _maybe_ack(self) -> None:
@@ -1458,6 +1542,7 @@ def _device_fault_cause(code_value: int, detail: int, value: int) -> Cause:
 
 __all__ = [
     "CalibrationCheck",
+    "CalibrationSource",
     "Cause",
     "CauseKind",
     "Controller",

@@ -3,16 +3,16 @@
 In: operator commands (below), the results of commands it asked to send (CommandDone,
 CommandLost), the link's notifications as drivers reports them (DeviceEvent, EventGap,
 FrameRejected, LinkSilent, Reply for heartbeats, TransportLost, Reconnected,
-ConnectionCrashed), LinkOpened/LinkOpenFailed, InternalError, and Tick.
+ConnectionCrashed), LinkOpened/LinkOpenFailed, CalibrationLoaded, InternalError, and Tick.
 
 Out: actions for the I/O layer to carry out in order: Send a command, OpenLink, CloseLink,
-RecordShot (durable before the next action runs), Note (a log line).
+RecordShot (durable before the next action runs), ReadCalibration, Note (a log line).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.host import ConnectionCrashed, Reconnected, TransportLost
 from drivers.protocol import (
@@ -29,6 +29,9 @@ from drivers.protocol import (
 )
 
 from .shots import ShotRecord
+
+if TYPE_CHECKING:
+    from ..calibration.record import Calibration
 
 
 # ---- operator commands ---------------------------------------------------------------------------
@@ -114,6 +117,19 @@ class LinkOpenFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CalibrationLoaded:
+    """What the calibration source holds for handpiece `serial` (SR-14), read off the core's
+    thread: its newest calibration, not yet judged (the core judges it, expiry included, on its
+    own clock), or why there is none. "" means "may be armed uncalibrated" (training: the core
+    accepts it for a simulated handpiece only). `at`: when it was read, wall-clock epoch
+    seconds; the core carries it forward on its injected clock from the moment it arrives."""
+
+    serial: str
+    found: Calibration | str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CommandDone:
     token: int
     response: Response
@@ -155,6 +171,7 @@ ControllerEvent = (
     OperatorCommand
     | LinkOpened
     | LinkOpenFailed
+    | CalibrationLoaded
     | CommandDone
     | CommandLost
     | InternalError
@@ -191,10 +208,18 @@ class RecordShot:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadCalibration:
+    """Read the calibration source for this handpiece, off the core's thread, and feed the
+    answer back as CalibrationLoaded (at every identification; the runner also refreshes it)."""
+
+    info: DeviceInfo
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     kind: str  # "transition", "emission", "refusal", "fault", "warning", "info"
     message: str
     data: dict[str, Any] = field(default_factory=dict)
 
 
-Action = Send | OpenLink | CloseLink | RecordShot | Note
+Action = Send | OpenLink | CloseLink | RecordShot | ReadCalibration | Note

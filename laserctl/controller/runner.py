@@ -1,11 +1,17 @@
 """The running controller: one owner thread, one queue, one HandpieceConnection.
 
 Everything that can change the controller goes through the queue (operator commands from any
-thread, the connection's notifications from its reader thread, command results, ticks), and only
-the owner thread calls Controller.handle(), so there are no races. The runner carries out the
-actions the core returns: commands go to connection.send(), where DISARM and ESTOP are written at
-once ahead of all other traffic (they never wait behind the queue); estop() and disarm() also
-write them straight from the caller's thread before queueing the operator command.
+thread, the connection's notifications from its reader thread, command results, ticks,
+calibration readings), and only the owner thread calls Controller.handle(), so there are no
+races. The runner carries out the actions the core returns: commands go to connection.send(),
+where DISARM and ESTOP are written at once ahead of all other traffic (they never wait behind
+the queue); estop() and disarm() also write them straight from the caller's thread, to every
+open transport (one still waiting for HELLO included), before queueing the operator command.
+
+The owner thread never blocks on I/O it does not own: opening and reopening a connection (HELLO)
+runs on a thread of its own (link_opening.py), and the calibration is read from the shot log on
+another (calibration_reader.py), so an interlock event never waits behind a HELLO or a disk
+commit (SR-02, SR-03).
 
 An exception anywhere on this path (an action, the shot store, a subscriber) sends DISARM
 directly and feeds InternalError to the core, which latches FAULT (SR-10).
@@ -14,7 +20,6 @@ directly and feeds InternalError to the core, which latches FAULT (SR-10).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import queue
 import threading
 import time
@@ -32,6 +37,7 @@ from drivers.host import (
     Reconnected,
 )
 from drivers.protocol import (
+    Command,
     CommandFailed,
     DeviceInfo,
     Disarm,
@@ -43,7 +49,8 @@ from drivers.protocol import (
     SimControl,
 )
 
-from .core import Controller
+from .calibration_reader import CalibrationReader
+from .core import CalibrationSource, Controller, training_calibration
 from .events import (
     Action,
     CloseLink,
@@ -55,14 +62,16 @@ from .events import (
     LinkOpenFailed,
     Note,
     OpenLink,
+    ReadCalibration,
     RecordShot,
     RequestDisarm,
     RequestEStop,
     Send,
     Tick,
 )
+from .link_opening import ConnectionFactory, LinkOpening, Opened, OpenFailed
 from .shots import MemoryShotStore, ShotStore
-from .snapshot import Snapshot
+from .snapshot import Snapshot, SnapshotBoard
 from .table import State
 
 if TYPE_CHECKING:
@@ -70,7 +79,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Clock = Callable[[], float]
-ConnectionFactory = Callable[[str, Callable[[Notification], None]], HandpieceConnection]
 
 TICK_S = 0.02  # timer resolution of the core: inactivity, ready countdown
 # While the queue is busy (a burst of shots), a new snapshot at least this often; at once when
@@ -113,7 +121,13 @@ class ControllerRunner:
         connection_factory: ConnectionFactory = default_connection,
         tick_s: float = TICK_S,
         writer: GroupCommitWriter | None = None,
+        calibration: CalibrationSource = training_calibration,
+        wall_clock: Clock = time.time,
     ) -> None:
+        """`calibration`: where the connected handpiece's calibration is read from (SR-14:
+        laserctl.calibration.calibration_lookup(store); the default lets only a simulated
+        handpiece be armed, uncalibrated). `wall_clock`: the epoch time its readings are
+        stamped with; the core carries it forward on `clock`."""
         self.url = url
         self.controller = controller
         self.store: ShotStore = store if store is not None else MemoryShotStore()
@@ -121,13 +135,11 @@ class ControllerRunner:
         self._factory = connection_factory
         self.tick_s = tick_s
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()  # C: ~4x a Queue
-        self._connection: HandpieceConnection | None = None
+        self._connection: HandpieceConnection | None = None  # identified, the core's
+        self._opening: LinkOpening | None = None  # being opened (HELLO), off this thread
         self._reopen_at: float | None = None
-        self._subscribers: list[Callable[[Snapshot], None]] = []
-        self._changed = threading.Condition()
-        self._seq = 0
-        self._snapshot = controller.snapshot(0)
-        self._key: Snapshot | None = None
+        self.calibration = CalibrationReader(calibration, self._queue.put, wall_clock=wall_clock)
+        self._board = SnapshotBoard(controller.snapshot(0))
         self.notes: deque[Note] = deque(maxlen=10_000)
         self.on_note: Callable[[Note], None] | None = None
         self._thread: threading.Thread | None = None
@@ -144,6 +156,7 @@ class ControllerRunner:
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
+        self.calibration.start()
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._thread.start()
 
@@ -153,9 +166,16 @@ class ControllerRunner:
         if connection is not None and connection.connected:
             with contextlib.suppress(CommandError):
                 connection.call(Disarm(), timeout=0.5)
+        opening = self._opening
+        if opening is not None:
+            opening.connection.send(Disarm())  # a transport still waiting for HELLO
         self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout)
+        self.calibration.close()
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.drop()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -172,17 +192,32 @@ class ControllerRunner:
         self._queue.put(event)
 
     def estop(self) -> None:
-        """ESTOP on the wire now, from this thread (SR-03), then through the core."""
-        connection = self._connection
-        if connection is not None:
-            connection.send(EStop())
-        self.submit(RequestEStop())
+        """ESTOP on the wire now, from this thread, on every open transport (SR-03), then
+        through the core."""
+        try:
+            self._stop_now(EStop())
+        finally:
+            self.submit(RequestEStop())
 
     def disarm(self) -> None:
+        try:
+            self._stop_now(Disarm())
+        finally:
+            self.submit(RequestDisarm())
+
+    def _stop_now(self, command: Command) -> None:
+        """DISARM or ESTOP to the identified connection and to one being opened: a transport
+        that is open but has not answered HELLO yet takes it too (HandpieceConnection)."""
+        opening = self._opening  # read first: the owner thread sets _connection, then clears it
         connection = self._connection
         if connection is not None:
-            connection.send(Disarm())
-        self.submit(RequestDisarm())
+            connection.send(command)
+        if opening is not None and opening.connection is not connection:
+            opening.connection.send(command)
+
+    def refresh_calibration(self) -> None:
+        """Read the handpiece's calibration again now (e.g. after a service calibration)."""
+        self.calibration.refresh()
 
     def call(self, fn: Callable[[Controller], T], timeout: float = 5.0) -> T:
         """fn(controller) on the owner thread, after everything queued before it."""
@@ -211,23 +246,15 @@ class ControllerRunner:
     # ---- snapshots --------------------------------------------------------------------------
     @property
     def snapshot(self) -> Snapshot:
-        return self._snapshot
+        return self._board.current
 
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
         """callback(snapshot) on the owner thread at every change; keep it short. An exception
         in it is an exception in the controller path: FAULT."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        return self._board.subscribe(callback)
 
     def wait_for(self, done: Callable[[Snapshot], bool], timeout: float) -> Snapshot | None:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not done(self._snapshot):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._changed.wait(left)
-            return self._snapshot
+        return self._board.wait_for(done, timeout)
 
     # ---- the owner thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -244,6 +271,9 @@ class ControllerRunner:
                 return
             if isinstance(item, _Durable):
                 self._release_acks(item.ticket)
+            elif isinstance(item, Opened | OpenFailed):
+                self._opened(item)
+                dirty = True
             elif isinstance(item, _Call):
                 try:
                     item.future.set_result(item.fn(self.controller))
@@ -287,11 +317,16 @@ class ControllerRunner:
                 case Send():
                     self._send(action)
                 case OpenLink():
-                    self._open()
+                    self._open(reconnect=False)
                 case CloseLink():
+                    opening, self._opening = self._opening, None
+                    if opening is not None:
+                        opening.drop()
                     if self._connection is not None:
                         self._connection.close()
                         self._connection = None
+                case ReadCalibration():
+                    self.calibration.want(action.info)
                 case RecordShot():
                     if self._writer is not None:
                         self._last_ticket = self._writer.submit_shot(action.record)
@@ -328,32 +363,39 @@ class ControllerRunner:
 
         future.add_done_callback(done)
 
-    def _open(self) -> None:
-        connection = self._factory(self.url, self._on_notification)
-        try:
-            info = connection.open()
-        except CommandError as exc:
-            self._feed(LinkOpenFailed(str(exc)))
+    def _open(self, *, reconnect: bool) -> None:
+        """Open the URL off this thread (HELLO blocks); the result comes back on the queue."""
+        if self._opening is not None:
+            return  # one at a time: that one reports
+        opening = LinkOpening(self._factory, self.url, self._on_notification, reconnect=reconnect)
+        self._opening = opening
+        opening.start(self._queue.put, self.calibration.read_now)
+
+    def _opened(self, item: Opened | OpenFailed) -> None:
+        opening = item.opening
+        if opening is not self._opening:
+            opening.drop()  # closed or disconnected meanwhile
             return
-        self._connection = connection
-        self._feed(LinkOpened(info))
+        if isinstance(item, OpenFailed):
+            self._opening = None
+            if opening.reconnect:
+                self._reopen_at = self.clock() + REOPEN_S
+            else:
+                self._feed(LinkOpenFailed(item.error))
+            return
+        self._connection = opening.connection  # before _opening is cleared: see _stop_now
+        self._opening = None
+        self._feed(Reconnected(item.info) if opening.reconnect else LinkOpened(item.info))
 
     def _maybe_reopen(self, now: float) -> None:
         """After a connection crash its reader thread is gone: open a new connection."""
-        if self._reopen_at is None or now < self._reopen_at:
+        if self._reopen_at is None or now < self._reopen_at or self._opening is not None:
             return
+        self._reopen_at = None
         old, self._connection = self._connection, None
         if old is not None:
             old.close()
-        connection = self._factory(self.url, self._on_notification)
-        try:
-            info = connection.open()
-        except CommandError:
-            self._reopen_at = now + REOPEN_S
-            return
-        self._reopen_at = None
-        self._connection = connection
-        self._feed(Reconnected(info))
+        self._open(reconnect=True)
 
     def _on_notification(self, notification: Notification) -> None:
         """From the connection's reader thread: onto the queue, nothing else."""
@@ -368,9 +410,8 @@ class ControllerRunner:
     def _fail_safe(self, exc: BaseException) -> None:
         """SR-10: DISARM straight to the wire, then FAULT in the core."""
         connection = self._connection
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.send(Disarm())
+        with contextlib.suppress(Exception):
+            self._stop_now(Disarm())
         error = f"{type(exc).__name__}: {exc}"
         actions = self.controller.handle(InternalError(error), self.clock())
         for action in actions:
@@ -381,19 +422,4 @@ class ControllerRunner:
                 self.notes.append(action)
 
     def _publish(self) -> None:
-        snapshot = self.controller.snapshot(self._seq)
-        ready = None if snapshot.ready_in_s is None else round(snapshot.ready_in_s, 1)
-        key = dataclasses.replace(snapshot, seq=0, at=0.0, ready_in_s=ready)
-        if key == self._key:
-            return
-        self._key = key
-        self._seq += 1
-        snapshot = dataclasses.replace(snapshot, seq=self._seq)
-        with self._changed:
-            self._snapshot = snapshot
-            self._changed.notify_all()
-        for callback in list(self._subscribers):
-            try:
-                callback(snapshot)
-            except Exception as exc:
-                self._fail_safe(exc)
+        self._board.publish(self.controller.snapshot(self._board.seq), self._fail_safe)

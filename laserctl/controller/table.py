@@ -141,7 +141,7 @@ GUARDS: dict[str, str] = {
     "parameters_within_limits": "every value inside min(plan window, capability, calibrated range) "
     "(SR-07)",
     "arming_permitted": "interlocks closed, footswitch released, parameters confirmed, device "
-    "idle, budget left (SR-01, SR-04, SR-08)",
+    "idle, the last grant settled, budget left (SR-01, SR-04, SR-08)",
     "still_safe": "every interlock still closed when the device acknowledges ARM",
     "no_arm_in_flight": "no ARM waiting for its answer",
     "inactive": "READY without a pulse or footswitch change for the inactivity timeout (SR-04)",
