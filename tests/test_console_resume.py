@@ -6,10 +6,6 @@ log ends with every shot the device fired exactly once, in that session (SR-11).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -26,33 +22,14 @@ from laserctl.console.screens.treatment import TreatmentScreen
 from laserctl.console.widgets import DosePanel
 from laserctl.plan import load_plan
 
-from .simcal import calibrate_simulator
 from .test_console import FAST_HASHER, click, drive, keys, to_setup, type_into, until
 from .test_crash_recovery import (
-    AREA,
-    FAST_PLAN,
-    LASERCTL,
     PATIENT,
     check_log,
     device_shot_counter,
+    session_killed_mid_burst,
     stored_shots,
-    wait_for_shots,
 )
-
-
-def killed_mid_burst(url: str, db: Path, plan: Path, tmp_path: Path) -> None:
-    burst = tmp_path / "burst.txt"
-    burst.write_text("confirm eyewear\narm\nwait 0.2\npress 200\n")
-    common = ["--device", url, "--plan", str(plan), "--patient", PATIENT, "--area", AREA]
-    firing = subprocess.Popen(
-        [LASERCTL, "session", *common, "--db", str(db), "--script", str(burst), "--json"]
-    )
-    try:
-        wait_for_shots(db, 8, timeout=15.0)
-        time.sleep(0.15)  # more shots fired than stored: the handpiece keeps them
-    finally:
-        os.kill(firing.pid, signal.SIGKILL)
-        firing.wait()
 
 
 @pytest.mark.slow
@@ -61,10 +38,7 @@ def test_the_console_resumes_an_interrupted_session_and_shows_the_reread_shots(
     pty_sim: str, tmp_path: Path
 ) -> None:
     db = tmp_path / "log.db"
-    calibrate_simulator(pty_sim, db)
-    plan_file = tmp_path / "plan.toml"
-    plan_file.write_text(FAST_PLAN)
-    killed_mid_burst(pty_sim, db, plan_file, tmp_path)
+    plan_file = session_killed_mid_burst(pty_sim, db, tmp_path)
     interrupted = {sid for _, sid in stored_shots(db)}
     assert len(interrupted) == 1
     clinic = Clinic(

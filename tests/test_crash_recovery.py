@@ -122,20 +122,15 @@ def test_sigkill_mid_burst_then_restart_stores_every_shot_exactly_once(
     check_log(db, counter, summary["session_id"])
 
 
-@pytest.mark.slow
-@pytest.mark.req("SR-11")
-def test_laserctl_session_killed_mid_burst_then_resumed_loses_and_doubles_nothing(
-    pty_sim: str, tmp_path: Path
-) -> None:
-    db = tmp_path / "log.db"
-    calibrate_simulator(pty_sim, db)  # SR-14: no calibration, no arming
+def session_killed_mid_burst(url: str, db: Path, tmp_path: Path) -> Path:
+    """`laserctl session` on a calibrated handpiece, SIGKILLed mid-burst once shots are stored
+    (more fired than stored: the handpiece keeps them). Returns the plan file it ran."""
+    calibrate_simulator(url, db)  # SR-14: no calibration, no arming
     plan = tmp_path / "plan.toml"
     plan.write_text(FAST_PLAN)
     burst = tmp_path / "burst.txt"
     burst.write_text("confirm eyewear\narm\nwait 0.2\npress 200\n")
-    settle = tmp_path / "settle.txt"
-    settle.write_text("wait 1.0\n")
-    common = ["--device", pty_sim, "--plan", str(plan), "--patient", PATIENT, "--area", AREA]
+    common = ["--device", url, "--plan", str(plan), "--patient", PATIENT, "--area", AREA]
     firing = subprocess.Popen(
         [LASERCTL, "session", *common, "--db", str(db), "--script", str(burst), "--json"]
     )
@@ -145,6 +140,19 @@ def test_laserctl_session_killed_mid_burst_then_resumed_loses_and_doubles_nothin
     finally:
         os.kill(firing.pid, signal.SIGKILL)
         firing.wait()
+    return plan
+
+
+@pytest.mark.slow
+@pytest.mark.req("SR-11")
+def test_laserctl_session_killed_mid_burst_then_resumed_loses_and_doubles_nothing(
+    pty_sim: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "log.db"
+    plan = session_killed_mid_burst(pty_sim, db, tmp_path)
+    settle = tmp_path / "settle.txt"
+    settle.write_text("wait 1.0\n")
+    common = ["--device", pty_sim, "--plan", str(plan), "--patient", PATIENT, "--area", AREA]
     done = subprocess.run(
         [
             LASERCTL,
