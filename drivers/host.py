@@ -214,8 +214,8 @@ class HandpieceConnection:
                 self._dispatch(event)
         except BaseException:
             with self._lock:
-                if self._transport is transport:
-                    self._transport, self._link = None, None
+                if self._transport is transport:  # and DISARM no longer goes to the HELLO's link
+                    self._transport, self._link, self._hello = None, None, None
                 self._fail_all(LinkDown(f"{self.url}: subscriber failed during open"))
             transport.close()
             raise

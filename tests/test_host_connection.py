@@ -25,6 +25,7 @@ from drivers.protocol import (
     Ack,
     Arm,
     DeviceEvent,
+    Disarm,
     GetStatus,
     LinkSilent,
     NakReason,
@@ -331,4 +332,6 @@ def test_a_subscriber_that_fails_on_an_early_event_leaves_no_half_open_connectio
     assert not [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
     with pytest.raises(LinkDown, match="link is down"):
         conn.call(GetStatus(), timeout=0.1)
+    stop = conn.send(Disarm())  # not onto the HELLO's link and then forgotten
+    assert isinstance(stop.exception(timeout=1.0), LinkDown)
     conn.close()
