@@ -4,7 +4,10 @@ thread that moves bytes and keeps time.
 Commands can be sent from any thread; each write happens at once under the link lock, so a
 DISARM or ESTOP goes out ahead of anything queued and never waits for the reader thread. Replies
 resolve futures; everything else (device events, link silence, a lost transport, a reconnect) is
-handed to one subscriber callback, which the controller turns into events on its own queue.
+handed to one subscriber callback, which the controller turns into events on its own queue. The
+subscriber hears events in the order they arrived: those that came during the HELLO of open()
+from the thread calling open(), before it starts the reader thread; every later one from the
+reader thread. It must not wait for a reply (call()): only the reader thread resolves them.
 
 When the transport fails (cable pulled, device node gone) every pending command fails with
 LinkDown, the subscriber hears TransportLost, and with reconnect=True the connection reopens the
@@ -196,11 +199,26 @@ class HandpieceConnection:
         # A URL such as `usb:` (the first handpiece found) must not reconnect to another one.
         self._reopen_url = getattr(transport, "device_url", self.url)
         self.stats.connects += 1
+        self._dispatch_early(early, transport)
+        # Only now the reader: what it reads came after every event above.
         self._thread = threading.Thread(target=self._run, name=f"link {self.url}", daemon=True)
         self._thread.start()
-        for event in early:
-            self._dispatch(event)
         return info
+
+    def _dispatch_early(self, early: list[LinkEvent], transport: Transport) -> None:
+        """Hand the subscriber the events of the handshake, in arrival order, from the thread
+        calling open() and before the reader thread exists, so none can overtake them. A
+        subscriber that raises leaves no half-open connection: no reader would ever serve it."""
+        try:
+            for event in early:
+                self._dispatch(event)
+        except BaseException:
+            with self._lock:
+                if self._transport is transport:  # and DISARM no longer goes to the HELLO's link
+                    self._transport, self._link, self._hello = None, None, None
+                self._fail_all(LinkDown(f"{self.url}: subscriber failed during open"))
+            transport.close()
+            raise
 
     def close(self) -> None:
         self._closed.set()

@@ -24,6 +24,8 @@ from drivers.host import (
 from drivers.protocol import (
     Ack,
     Arm,
+    DeviceEvent,
+    Disarm,
     GetStatus,
     LinkSilent,
     NakReason,
@@ -228,3 +230,108 @@ def test_call_on_a_connection_never_opened_is_link_down() -> None:
     conn = HandpieceConnection("sim:ndyag-1064", reconnect=False)
     with pytest.raises(LinkDown, match="link is down"):
         conn.call(GetStatus())
+
+
+# ---- events that arrive during HELLO ----------------------------------------------------------
+class InMemoryWire:
+    """A Transport straight onto a SimulatedHandpiece of this process, on the real clock. The
+    simulator's power-up BOOT (event 1) and STATUS_CHANGED (event 2) wait in its output, so the
+    host reads them during its HELLO, before HELLO_INFO: events of the handshake. The first read
+    from any thread but the one that opened the wire (that is, from the reader thread) applies
+    `then`, so that event 3 comes after the handshake."""
+
+    description = "in-memory simulator"
+
+    def __init__(self, sim: SimulatedHandpiece, then: str) -> None:
+        self.sim = sim
+        self.then: str | None = then
+        self.opened_by = threading.current_thread()
+        self._lock = threading.Lock()  # writers and the reader both reach the simulator
+        self._closed = threading.Event()
+
+    def write(self, data: bytes) -> None:
+        if self._closed.is_set():
+            raise TransportError("in-memory simulator: closed")
+        with self._lock:
+            self.sim.receive(data, time.monotonic())
+
+    def read(self, timeout: float) -> bytes:
+        if self._closed.is_set():
+            raise TransportError("in-memory simulator: closed")
+        with self._lock:
+            now = time.monotonic()
+            if self.then is not None and threading.current_thread() is not self.opened_by:
+                self.sim.inject(self.then, now)
+                self.then = None
+            self.sim.tick(now)
+            data = self.sim.output(now)
+        if not data:
+            self._closed.wait(timeout)  # what a real read does when nothing comes
+        return data
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def device_event_no(event: Notification) -> int | None:
+    return event.event.event_no if isinstance(event, DeviceEvent) else None
+
+
+def test_events_of_the_handshake_reach_the_subscriber_before_any_later_one() -> None:
+    """The subscriber hears events in the order the device sent them: the two that came during
+    HELLO, from the thread calling open() and before the reader thread exists, then the one
+    after, from the reader thread. Should a reader thread already be running while an early
+    event is dispatched (the fault this guards against), the subscriber waits for the reader to
+    dispatch event 3 first, so that the wrong order shows every time, not now and then."""
+    wire = InMemoryWire(SimulatedHandpiece("ndyag-1064", seed=5, now=time.monotonic()), "open door")
+    threads_before = set(threading.enumerate())
+    heard: list[tuple[int, threading.Thread, bool]] = []  # event_no, thread, reader running
+    event_3 = threading.Event()
+
+    def subscriber(event: Notification) -> None:
+        number = device_event_no(event)
+        if number is None:
+            return
+        reader_running = any(t.is_alive() for t in set(threading.enumerate()) - threads_before)
+        if number < 3 and reader_running:
+            event_3.wait(5.0)  # let the reader overtake, as it can when it runs this early
+        heard.append((number, threading.current_thread(), reader_running))
+        if number == 3:
+            event_3.set()
+
+    conn = HandpieceConnection("mem:", on_event=subscriber, reconnect=False, opener=lambda _u: wire)
+    try:
+        conn.open()
+        me = threading.current_thread()
+        assert heard[:2] == [(1, me, False), (2, me, False)], heard  # before open() returned
+        assert event_3.wait(5.0), "no event after the handshake"
+        assert [number for number, _, _ in heard] == [1, 2, 3]
+        _, reader, _ = heard[2]
+        assert reader is not me and reader not in threads_before
+        assert isinstance(conn.call(GetStatus()), Status)
+    finally:
+        conn.close()
+
+
+def test_a_subscriber_that_fails_on_an_early_event_leaves_no_half_open_connection() -> None:
+    """The error reaches the caller of open(), and nothing stays open behind it: no transport,
+    no reader thread, and a command is LinkDown at once rather than sent into a link that no
+    thread reads."""
+    wire = InMemoryWire(SimulatedHandpiece("ndyag-1064", seed=5, now=time.monotonic()), "open door")
+    threads_before = set(threading.enumerate())
+
+    def subscriber(event: Notification) -> None:
+        if device_event_no(event) == 1:
+            raise RuntimeError("subscriber broke on BOOT")
+
+    conn = HandpieceConnection("mem:", on_event=subscriber, reconnect=False, opener=lambda _u: wire)
+    with pytest.raises(RuntimeError, match="subscriber broke on BOOT"):
+        conn.open()
+    assert not conn.connected
+    assert wire._closed.is_set()
+    assert not [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+    with pytest.raises(LinkDown, match="link is down"):
+        conn.call(GetStatus(), timeout=0.1)
+    stop = conn.send(Disarm())  # not onto the HELLO's link and then forgotten
+    assert isinstance(stop.exception(timeout=1.0), LinkDown)
+    conn.close()

@@ -2,7 +2,8 @@
 SIM_CONTROL message use, read into typed operations, and the shaping of its output bytes
 (corrupt, truncate, garbage, delay).
 
-Commands (case-insensitive; docs/simulator.md has the same list):
+Commands (case-insensitive; docs/protocol.md section 14 is the specification, with arguments and
+ranges, and tests/test_sim_control_spec.py holds this parser to it):
   open|close|unknown <interlock>     key, door (remote), estop, cooling, temperature, skin,
                                      aiming, shutter
   press | release                    the footswitch
@@ -10,9 +11,13 @@ Commands (case-insensitive; docs/simulator.md has the same list):
   estop | release estop              the e-stop button on the console
   pull cable | replug                the link: nothing but SIM_CONTROL passes while pulled
   corrupt N | truncate N | garbage N next N output frames corrupted / cut short; N random bytes
-  delay MS                           hold every reply and event for MS milliseconds (0: off)
-  drift PCT                          delivered energy off by PCT percent (e.g. drift 25, drift -8)
-  gain X                             intrinsic gain of the source (what calibration corrects)
+                                     (N 0 to 65535)
+  delay MS                           hold every reply and event for MS milliseconds (0: off; at
+                                     most 60000)
+  drift PCT                          delivered energy off by PCT percent (e.g. drift 25, drift -8;
+                                     -100 to 1000)
+  gain X                             intrinsic gain of the source (what calibration corrects; 0 to
+                                     10)
   overheat | cool                    handpiece temperature above the limit / back to ambient
   fail|pass <selftest item>          inputs, shutter, meter, sensors
   reboot                             power cycle that loses the shot counter (a fault)
@@ -27,6 +32,7 @@ hands the output faults to its OutputShaper, below.
 from __future__ import annotations
 
 import random
+import re
 from collections import deque
 from dataclasses import dataclass
 
@@ -59,6 +65,13 @@ SELFTEST_NAMES = {
     "meter": SelfTestItem.ENERGY_MONITOR,
     "sensors": SelfTestItem.TEMPERATURE_SENSORS,
 }
+# Argument ranges. Beyond them the model breaks rather than misbehaves: a negative count never
+# runs out, garbage of millions of bytes stalls the simulator, and an energy beyond what a SHOT
+# can carry (u32 thousandths) or an infinite one raised in the firmware on the next pulse.
+MAX_COUNT = 65535  # corrupt, truncate: frames; garbage: bytes
+MAX_DELAY_MS = 60_000
+DRIFT_PCT = (-100.0, 1000.0)
+GAIN = (0.0, 10.0)
 OVERHEATED_C = OVERTEMP_C + 5.0  # what `overheat` and `open temperature` heat the handpiece to
 
 
@@ -187,17 +200,17 @@ def parse_injection(text: str, handpiece: HandpieceSpec) -> Injection:
     if joined in _FIXED:
         return _FIXED[joined]
     if verb == "corrupt" and len(args) == 1:
-        return CorruptFrames(_int(args[0], joined))
+        return CorruptFrames(_int(args[0], joined, 0, MAX_COUNT))
     if verb == "truncate" and len(args) == 1:
-        return TruncateFrames(_int(args[0], joined))
+        return TruncateFrames(_int(args[0], joined, 0, MAX_COUNT))
     if verb == "garbage" and len(args) == 1:
-        return SendGarbage(_int(args[0], joined))
+        return SendGarbage(_int(args[0], joined, 0, MAX_COUNT))
     if verb == "delay" and len(args) == 1:
-        return DelayOutput(_int(args[0], joined) / 1000.0)
+        return DelayOutput(_int(args[0], joined, 0, MAX_DELAY_MS) / 1000.0)
     if verb == "drift" and len(args) == 1:
-        return SetDrift(_float(args[0], joined) / 100.0)
+        return SetDrift(_float(args[0], joined, *DRIFT_PCT) / 100.0)
     if verb == "gain" and len(args) == 1:
-        return SetGain(_float(args[0], joined))
+        return SetGain(_float(args[0], joined, *GAIN))
     if verb in ("fail", "pass") and len(args) == 1 and args[0] in SELFTEST_NAMES:
         return SetSelfTestItem(SELFTEST_NAMES[args[0]], fails=verb == "fail")
     raise InjectionError(f"unknown fault-injection command {text!r}")
@@ -212,18 +225,28 @@ def _interlock(handpiece: HandpieceSpec, name: str) -> Interlock:
     return interlock
 
 
-def _int(text: str, command: str) -> int:
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise InjectionError(f"{command!r}: {text!r} is not a whole number") from exc
+# What the spec allows, no more: Python's int() and float() would also take "1_000", "٣",
+# "inf" and "nan".
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?")  # text is lower case
 
 
-def _float(text: str, command: str) -> float:
-    try:
-        return float(text)
-    except ValueError as exc:
-        raise InjectionError(f"{command!r}: {text!r} is not a number") from exc
+def _int(text: str, command: str, lo: int, hi: int) -> int:
+    if not _WHOLE.fullmatch(text):
+        raise InjectionError(f"{command!r}: {text!r} is not a whole number")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise InjectionError(f"{command!r}: {value} is outside {lo} to {hi}")
+    return value
+
+
+def _float(text: str, command: str, lo: float, hi: float) -> float:
+    if not _NUMBER.fullmatch(text):
+        raise InjectionError(f"{command!r}: {text!r} is not a number")
+    value = float(text)
+    if not lo <= value <= hi:
+        raise InjectionError(f"{command!r}: {text} is outside {lo:g} to {hi:g}")
+    return value
 
 
 # ---- output shaping -----------------------------------------------------------------------------

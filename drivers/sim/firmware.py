@@ -346,7 +346,7 @@ class SimulatedHandpiece:
 
     # ---- fault injection ------------------------------------------------------------------------
     def inject(self, text: str, now: float) -> None:
-        """Apply a fault-injection command (docs/simulator.md); InjectionError if it is none."""
+        """Apply a fault-injection command (docs/protocol.md 14); InjectionError if it is none."""
         self._advance(now)  # time passes first, even for a command that turns out not to be one
         self.apply(faults.parse_injection(text, self.model), now)
 
