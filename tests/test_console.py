@@ -163,7 +163,9 @@ async def click(pilot: Pilot[None], selector: str) -> None:
 
 
 async def type_into(pilot: Pilot[None], selector: str, text: str) -> None:
-    """Empty the field, focus it, type the text key by key."""
+    """Empty the field, focus it, type the text key by key (once it is on screen: a screen
+    just pushed has not composed yet)."""
+    await until(pilot, lambda: pilot.app.screen.query(selector), f"{selector} on screen")
     field = pilot.app.screen.query_one(selector, Input)
     field.value = ""
     field.focus()
