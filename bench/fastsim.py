@@ -44,9 +44,10 @@ from drivers.transport.socket_link import SocketTransport
 from laserctl.controller.core import Controller
 from laserctl.controller.events import ConfirmEyewear, Connect, RequestArm
 from laserctl.controller.runner import ControllerRunner
-from laserctl.controller.shots import ShotRecord, ShotStore
+from laserctl.controller.shots import ShotStore
 from laserctl.controller.table import State
 from laserctl.plan import FRACTIONAL_CONSERVATIVE, ParamWindow, TreatmentPlan
+from laserctl.shotrecord import ShotRecord
 
 RATE_HZ = 20_000.0
 BUFFER = 10_000_000

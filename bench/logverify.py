@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from drivers.protocol import Param
-from laserctl.controller.shots import ShotRecord
 from laserctl.records import ShotContext, open_store
+from laserctl.shotrecord import ShotRecord
 
 CONTEXT = ShotContext(
     "FR-00001",

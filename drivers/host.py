@@ -35,6 +35,7 @@ from drivers.protocol import (
     PROTOCOL_VERSION,
     Command,
     CommandFailed,
+    DeviceInfo,
     Disarm,
     FrameRejected,
     Hello,
@@ -44,13 +45,9 @@ from drivers.protocol import (
     Nak,
     Reply,
     Response,
+    describe_nak,
     encode_frame,
 )
-
-# DeviceInfo and describe_nak moved to drivers.protocol (issue 13); they are re-exported here
-# for one release only, for branches merged alongside that still import them from drivers.host.
-from drivers.protocol import DeviceInfo as DeviceInfo  # noqa: PLC0414
-from drivers.protocol import describe_nak as describe_nak  # noqa: PLC0414
 from drivers.protocol.link import STALL_S
 from drivers.transport import Transport, TransportError, open_transport
 

@@ -14,26 +14,13 @@ from __future__ import annotations
 
 import logging as stdlib_logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from laserctl.controller.events import Note
+    from laserctl.eventlog import EventSink
     from laserctl.records.context import ContextSource
     from laserctl.records.store import RecordStore
-
-
-class EventSink(Protocol):
-    """Where events go durably: RecordStore.log_event or GroupCommitWriter.submit_event."""
-
-    def __call__(
-        self,
-        kind: str,
-        message: str,
-        *,
-        who: str | None = None,
-        session_id: str | None = None,
-        data: dict[str, object] | None = None,
-    ) -> int: ...
 
 
 def json_lines(stream: TextIO, **context: object) -> Any:

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from laserctl.controller.core import CalibrationSource
     from laserctl.controller.events import Note
     from laserctl.controller.runner import ControllerRunner
-    from laserctl.controller.shots import ShotRecord
     from laserctl.logging import EventStream
     from laserctl.plan import TreatmentPlan
     from laserctl.records import CourseOverride, RecordStore
+    from laserctl.shotrecord import ShotRecord
 
 
 class NothingToResume(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivers.protocol import Param
-from laserctl.controller.shots import ShotRecord
+from laserctl.shotrecord import ShotRecord
 
 
 def shot(sid: str, n: int) -> ShotRecord:

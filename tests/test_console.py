@@ -326,8 +326,8 @@ def test_a_session_from_connect_to_report(clinic: Clinic, device: str) -> None:
 def _treated_before(clinic: Clinic, patient: str, area: str) -> None:
     """A session with one shot on the area today, as an earlier console session leaves it."""
     from drivers.protocol import Param
-    from laserctl.controller.shots import ShotRecord
     from laserctl.records import ShotContext
+    from laserctl.shotrecord import ShotRecord
 
     context = ShotContext("FX-00001", "fractional-1550", "sim-1.0.0", "p", "0" * 64, ())
     store = clinic.store

@@ -18,9 +18,10 @@ from laserctl.console.view import CauseView
 from laserctl.controller.core import CauseKind, Controller
 from laserctl.controller.events import ConfirmEyewear, Connect, RequestArm
 from laserctl.controller.runner import ControllerRunner
-from laserctl.controller.shots import MemoryShotStore, ShotRecord
+from laserctl.controller.shots import MemoryShotStore
 from laserctl.controller.table import State
 from laserctl.safety.interlocks import SPECS, Effect
+from laserctl.shotrecord import ShotRecord
 
 
 def test_a_burst_of_changes_costs_one_wake_up_and_the_console_takes_the_newest_view() -> None:
@@ -109,8 +110,8 @@ def test_every_interlock_that_latches_has_its_own_advice(spec: object) -> None:
 
 def test_the_course_check_counts_treated_sessions_and_names_the_next_day(tmp_path: Path) -> None:
     from drivers.protocol import Param
-    from laserctl.controller.shots import ShotRecord
     from laserctl.records import ShotContext
+    from laserctl.shotrecord import ShotRecord
 
     day = 86400.0
     now = [1_790_000_000.0]

@@ -33,10 +33,11 @@ from laserctl.calibration.procedure import set_points
 from laserctl.controller.core import Controller
 from laserctl.controller.events import ConfirmEyewear, Connect, RequestArm, RequestReset
 from laserctl.controller.runner import ControllerRunner
-from laserctl.controller.shots import MemoryShotStore, ShotRecord
+from laserctl.controller.shots import MemoryShotStore
 from laserctl.controller.snapshot import Snapshot
 from laserctl.controller.table import State
 from laserctl.plan import FRACTIONAL_CONSERVATIVE, ParamWindow
+from laserctl.shotrecord import ShotRecord
 from tests.scenarios import poll
 
 TIMEOUT = 3.0

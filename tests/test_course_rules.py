@@ -12,7 +12,6 @@ from click.testing import CliRunner
 
 from drivers.protocol import Param
 from laserctl.cli import main
-from laserctl.controller.shots import ShotRecord
 from laserctl.records import (
     CourseOverride,
     CourseRuleBroken,
@@ -20,6 +19,7 @@ from laserctl.records import (
     ShotContext,
     open_store,
 )
+from laserctl.shotrecord import ShotRecord
 
 CONTEXT = ShotContext(
     "FR-00001", "fractional-1550", "1.4.0", "plan", "cd" * 32, (("key", "closed"),)

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from drivers.protocol import Param
 from laserctl.cli import main
-from laserctl.controller.shots import ShotRecord
 from laserctl.records import ShotContext, open_store
+from laserctl.shotrecord import ShotRecord
 
 CONTEXT = ShotContext(
     "FR-00001",

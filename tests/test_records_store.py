@@ -15,7 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.protocol import Param
-from laserctl.controller.shots import ShotRecord
 from laserctl.records import (
     RecordError,
     RecordStore,
@@ -25,6 +24,7 @@ from laserctl.records import (
     open_store,
 )
 from laserctl.records.schema import SCHEMA_VERSION
+from laserctl.shotrecord import ShotRecord
 
 CONTEXT = ShotContext(
     serial="FR-00001",

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from drivers.protocol import Param
 from laserctl.cli import main
-from laserctl.controller.shots import ShotRecord
 from laserctl.records import Problem, ShotContext, open_store
+from laserctl.shotrecord import ShotRecord
 
 CONTEXT = ShotContext(
     "FR-00001", "fractional-1550", "1.4.0", "plan", "ef" * 32, (("key", "closed"),)

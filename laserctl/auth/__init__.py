@@ -1,10 +1,11 @@
 """Roles, service credentials and signing keys (SR-19). See docs/service-guide.md."""
 
+from laserctl.eventlog import EventLog
+
 from .accounts import (
     Account,
     AccountBook,
     AuthError,
-    EventLog,
     Identity,
     LockedOut,
     Role,

@@ -26,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from laserctl.eventlog import EventLog
 
 from . import keys, lockout
 from .paths import config_dir, write_private
@@ -58,20 +60,6 @@ class LockedOut(AuthError):
         self.reason = reason
         self.name = name
         self.until = until
-
-
-class EventLog(Protocol):
-    """The part of laserctl.records.RecordStore the audit trail needs."""
-
-    def log_event(
-        self,
-        kind: str,
-        message: str,
-        *,
-        who: str | None = None,
-        session_id: str | None = None,
-        data: dict[str, object] | None = None,
-    ) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from drivers.protocol import DeviceInfo, Param
+from laserctl.eventlog import EventLog
 
 from .fit import DEFAULT_BOUNDS, Bounds, Fit, Point, fit_points, fit_problems
 
@@ -38,24 +39,15 @@ class CalibrationInvalid(Exception):
     """No usable calibration; the message says why in words an operator can act on."""
 
 
-class CalibrationLog(Protocol):
-    """The part of laserctl.records.RecordStore calibration needs."""
+class CalibrationLog(EventLog, Protocol):
+    """The part of laserctl.records.RecordStore calibration needs: its calibrations, and
+    log_event (EventLog) for the service events."""
 
     def add_calibration(
         self, serial: str, handpiece: str, who: str, record: dict[str, object]
     ) -> int: ...
 
     def calibrations(self, serial: str) -> list[dict[str, object]]: ...
-
-    def log_event(
-        self,
-        kind: str,
-        message: str,
-        *,
-        who: str | None = None,
-        session_id: str | None = None,
-        data: dict[str, object] | None = None,
-    ) -> int: ...
 
 
 def iso(at: float) -> str:

@@ -26,8 +26,8 @@ from .view import CauseView, ConsoleView, RefusalView, ShotPoint
 if TYPE_CHECKING:
     from laserctl.controller.events import ControllerEvent, Note
     from laserctl.controller.runner import ControllerRunner
-    from laserctl.controller.shots import ShotRecord
     from laserctl.controller.snapshot import Snapshot
+    from laserctl.shotrecord import ShotRecord
 
 SHOTS_KEPT = 60  # the sparkline's width
 LOG_KEPT = 200

@@ -332,8 +332,8 @@ SCENE_NOW = 1_796_000_000.0  # the course scene's "now": its dates stay the same
 async def _course(pilot: Pilot[None], app: ConsoleApp) -> None:
     import datetime as dt
 
-    from laserctl.controller.shots import ShotRecord
     from laserctl.records import ShotContext
+    from laserctl.shotrecord import ShotRecord
 
     from .screens.course import CourseScreen
 

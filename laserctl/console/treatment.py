@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from drivers.protocol import DeviceInfo
     from laserctl.controller.events import Note
     from laserctl.controller.runner import ControllerRunner
-    from laserctl.controller.shots import ShotRecord
     from laserctl.plan import TreatmentPlan
+    from laserctl.shotrecord import ShotRecord
 
 IDENTIFY_TIMEOUT_S = 5.0
 SETTLE_S = 2.0

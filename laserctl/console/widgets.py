@@ -18,6 +18,7 @@ from laserctl.safety.interlocks import SPECS, InterlockId
 from .guidance import advise, refusal_hint, warning_hint
 
 if TYPE_CHECKING:
+    from drivers.protocol import DeviceInfo
     from laserctl.calibration.fit import Fit, Point
 
     from .view import ConsoleView
@@ -419,3 +420,13 @@ class CalibrationPlot(Static):
                 f"{fit.pulses} pulses at {fit.set_points} set points"
             )
         self.update(text)
+
+
+def describe_device(info: DeviceInfo) -> Text:
+    text = Text()
+    text.append(f"{info.handpiece.slug}", style="bold")
+    text.append(f"  serial {info.serial}  firmware {info.firmware}  protocol {info.protocol}")
+    text.append(f"  {info.wavelength_nm} nm")
+    if info.simulated:
+        text.append("  SIMULATED (training)", style="bold magenta")
+    return text

@@ -90,6 +90,7 @@ from ..safety.limits import (
     plan_mismatch,
     pulse_grant,
 )
+from ..shotrecord import ShotRecord
 from .events import (
     Action,
     CalibrationLoaded,
@@ -118,7 +119,7 @@ from .events import (
     SetParameters,
     Tick,
 )
-from .shots import Accept, ShotLedger, ShotRecord
+from .shots import Accept, ShotLedger
 from .snapshot import Snapshot
 from .table import ARMED, LATCHED, TABLE, State
 

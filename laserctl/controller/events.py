@@ -28,7 +28,7 @@ from drivers.protocol import (
     Response,
 )
 
-from .shots import ShotRecord
+from ..shotrecord import ShotRecord
 
 if TYPE_CHECKING:
     from ..calibration.record import Calibration

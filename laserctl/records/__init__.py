@@ -12,6 +12,7 @@ See docs/shot-log.md.
 from .chain import Problem
 from .context import ShotContext, controller_context, profile_hash
 from .courses import CourseOverride
+from .db import default_path
 from .errors import (
     CourseRuleBroken,
     RecordError,
@@ -20,16 +21,11 @@ from .errors import (
     StoreReadOnly,
     UnknownRecord,
 )
-from .store import (
-    RecordStore,
-    SessionInfo,
-    StagedEvent,
-    StagedShot,
-    VerifyReport,
-    Written,
-    default_path,
-    open_store,
-)
+from .events import StagedEvent
+from .sessions import SessionInfo
+from .shots import StagedShot, Written
+from .store import RecordStore, open_store
+from .verify import VerifyReport
 from .writer import GroupCommitWriter
 
 __all__ = [

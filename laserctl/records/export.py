@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .store import RecordStore, SessionInfo
+from .sessions import SessionInfo
+from .store import RecordStore
 
 
 def iso(at: float | None, tz: dt.tzinfo | None = None) -> str:

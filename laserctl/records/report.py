@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .export import SessionData, iso, session_data
-from .store import RecordStore, VerifyReport
+from .store import RecordStore
+from .verify import VerifyReport
 
 NOTABLE = ("fault", "warning", "refusal", "override", "resume", "service", "estop")
 

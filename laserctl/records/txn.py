@@ -2,9 +2,13 @@
 
 A record's body is compact JSON with sorted keys (orjson), and it is hashed exactly as stored
 (chain.py). Txn holds what a transaction has added so far (each chain's head, the context rows,
-the handpieces bound to sessions) until it commits. Shot rows are chained at once and inserted
-many to a statement (defer_shot, flush_shots): SQLite's module lets go of the GIL around every
-statement, and taking it back costs the writer a wait behind the controller's threads.
+the handpieces bound to sessions) until db.Database commits it. Shot rows are chained at once
+and inserted many to a statement (defer_shot, flush_shots): SQLite's module lets go of the GIL
+around every statement, and taking it back costs the writer a wait behind the controller's
+threads.
+
+A transaction writes through `ChainFile`, the part of db.Database it needs: this module
+imports nothing of the records package above chain.py, so db.py imports it, not both ways.
 """
 
 from __future__ import annotations
@@ -14,16 +18,14 @@ import math
 import sqlite3
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 import orjson
 
 from . import chain
 from .context import ShotContext
 from .errors import RecordError
-
-if TYPE_CHECKING:
-    from .store import RecordStore
 
 _JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
@@ -79,9 +81,26 @@ def _chained(head: Head, text: str) -> tuple[tuple[int, bytes, bytes, str], Head
     return (row_id, head.hash, digest, text), Head(head.count + 1, row_id, digest)
 
 
+class ChainFile(Protocol):
+    """The open shot log a transaction writes to (db.Database)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def conn(self) -> sqlite3.Connection: ...
+
+    @property
+    def contexts(self) -> Mapping[tuple[str, Hashable], int]:
+        """The context rows committed so far, by (kind, key)."""
+
+    def head(self, table: str) -> Head:
+        """The table's chain head as committed."""
+
+
 @dataclass(slots=True)
 class Txn:
-    store: RecordStore
+    db: ChainFile
     heads: dict[str, Head] = field(default_factory=dict)
     contexts: dict[tuple[str, Hashable], int] = field(default_factory=dict)
     bound: dict[int, tuple[str, str]] = field(default_factory=dict)
@@ -99,7 +118,7 @@ class Txn:
         SHOT_CHUNK rows instead of one per row. SQLite's module lets go of the GIL around each
         statement, and taking it back costs the writer a wait behind the controller's threads
         every time: per row, a 20,000-shot burst spent most of its time there."""
-        head = self.heads.get("shots") or self.store._head("shots")
+        head = self.heads.get("shots") or self.db.head("shots")
         if self.pending_head is None:
             self.pending_head = head
         row, self.heads["shots"] = _chained(head, self.dumps("shots", body))
@@ -114,7 +133,7 @@ class Txn:
         if not rows or head is None:
             return
         self.pending, self.pending_head = [], None
-        db = self.store._db
+        db = self.db.conn
         for start in range(0, len(rows), SHOT_CHUNK):
             chunk = rows[start : start + SHOT_CHUNK]
             try:
@@ -137,7 +156,7 @@ class Txn:
             return dumps(body)
         except (TypeError, ValueError) as exc:
             raise RecordError(
-                f"shot log {self.store.path}: a {table} record not stored: {exc}"
+                f"shot log {self.db.path}: a {table} record not stored: {exc}"
             ) from None
 
     def append(self, table: str, body: Mapping[str, object]) -> int:
@@ -156,9 +175,9 @@ class Txn:
         return self._insert(table, self.dumps(table, body), duplicate_ok=duplicate_ok)
 
     def _insert(self, table: str, text: str, *, duplicate_ok: bool) -> int | None:
-        row, after = _chained(self.heads.get(table) or self.store._head(table), text)
+        row, after = _chained(self.heads.get(table) or self.db.head(table), text)
         try:
-            self.store._db.execute(
+            self.db.conn.execute(
                 f"INSERT INTO {table} (id, prev, hash, body) VALUES (?, ?, ?, ?)", row
             )
         except sqlite3.IntegrityError as exc:
@@ -172,12 +191,12 @@ class Txn:
         """The id of the shared context row {kind, value()}, added if new. `key` stands for
         the value in memory, so a context already seen costs one dict lookup."""
         memo = (kind, key)
-        found = self.contexts.get(memo) or self.store._contexts.get(memo)
+        found = self.contexts.get(memo) or self.db.contexts.get(memo)
         if found is not None:
             return found
         body = {"kind": kind, "value": value()}
         text = self.dumps("contexts", body)
-        row = self.store._db.execute("SELECT id FROM contexts WHERE body = ?", (text,)).fetchone()
+        row = self.db.conn.execute("SELECT id FROM contexts WHERE body = ?", (text,)).fetchone()
         ref = int(row[0]) if row else self.append("contexts", body)
         self.contexts[memo] = ref
         return ref

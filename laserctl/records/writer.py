@@ -18,10 +18,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from .errors import RecordError
-from .store import RecordStore, StagedEvent, StagedShot
+from .events import StagedEvent
+from .shots import StagedShot
+from .store import RecordStore
 
 if TYPE_CHECKING:
-    from laserctl.controller.shots import ShotRecord
+    from laserctl.shotrecord import ShotRecord
 
 
 class GroupCommitWriter:

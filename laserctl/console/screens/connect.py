@@ -14,22 +14,12 @@ from textual.widgets import Button, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..host import OnConsole
-from ..widgets import ConsoleHeader
+from ..widgets import ConsoleHeader, describe_device
 
 if TYPE_CHECKING:
     from drivers.protocol import DeviceInfo
 
     from ..discovery import DeviceChoice
-
-
-def describe_device(info: DeviceInfo) -> Text:
-    text = Text()
-    text.append(f"{info.handpiece.slug}", style="bold")
-    text.append(f"  serial {info.serial}  firmware {info.firmware}  protocol {info.protocol}")
-    text.append(f"  {info.wavelength_nm} nm")
-    if info.simulated:
-        text.append("  SIMULATED (training)", style="bold magenta")
-    return text
 
 
 class ConnectScreen(OnConsole, Screen[None]):

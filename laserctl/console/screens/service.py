@@ -23,8 +23,7 @@ from laserctl.auth.lockout import describe
 
 from ..clinic import SERVICE_ACTION, ClinicError, ProfileRow
 from ..host import Deliver, OnConsole
-from ..widgets import CalibrationPlot, ConsoleHeader
-from .connect import describe_device
+from ..widgets import CalibrationPlot, ConsoleHeader, describe_device
 from .dialogs import DIALOG_CSS, ConsoleDialog
 
 if TYPE_CHECKING:

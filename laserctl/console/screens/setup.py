@@ -17,8 +17,7 @@ from drivers.protocol import Param
 
 from ..clinic import ClinicError, CourseCheck
 from ..host import OnConsole
-from ..widgets import UNITS, ConsoleHeader
-from .connect import describe_device
+from ..widgets import UNITS, ConsoleHeader, describe_device
 
 if TYPE_CHECKING:
     from laserctl.plan import TreatmentPlan
