@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,17 +11,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import EXIT_DEVICE, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .steps import run_step, settle
 
 if TYPE_CHECKING:
     from laserctl.controller.core import CalibrationSource
-    from laserctl.controller.runner import ControllerRunner
-    from laserctl.controller.snapshot import Snapshot
     from laserctl.plan import TreatmentPlan
     from laserctl.records import RecordStore
-    from laserctl.script import Step
 
 CONNECT_TIMEOUT_S = 5.0
-SETTLE_TIMEOUT_S = 3.0
 
 
 @click.command(
@@ -141,7 +137,7 @@ def session(
         if snap is None or snap.state is State.DISCONNECTED:
             message = snap.last_message if snap else "no answer"
             _fail(f"{url}: {message}", EXIT_DEVICE)
-        _settle(runner)  # the parameters reach the device before the first step
+        settle(runner)  # the parameters reach the device before the first step
         info = runner.device_info
         if training and info is not None and not info.simulated:
             _fail(
@@ -163,7 +159,7 @@ def session(
                 "give --patient and --area; nothing was run",
                 EXIT_USAGE,
             )
-        results = [_run_step(runner, step) for step in steps]
+        results = [run_step(runner, step) for step in steps]
         runner.submit(RefreshStatus())
         runner.sync()
         runner.wait_for(lambda s: s.commands_in_flight == 0, 1.0)
@@ -252,93 +248,6 @@ def _calibration_source(store: RecordStore) -> CalibrationSource:
 def _fail(message: str, code: int) -> Any:
     click.echo(f"laserctl session: {message}", err=True)
     sys.exit(code)
-
-
-def _settle(runner: ControllerRunner) -> Snapshot | None:
-    from laserctl.controller.table import State
-
-    runner.sync()
-    transitional = (State.CONNECTING, State.SELF_TEST)
-    return runner.wait_for(
-        lambda s: not s.awaiting and s.state not in transitional, SETTLE_TIMEOUT_S
-    )
-
-
-def _run_step(runner: ControllerRunner, step: Step) -> dict[str, Any]:
-    from drivers.host import CommandError
-    from laserctl.controller.events import (
-        ConfirmEyewear,
-        RequestArm,
-        RequestReset,
-        SetParameters,
-    )
-
-    refusals_before = len(runner.call(lambda c: c.refusals))
-    error = ""
-    detail: dict[str, Any] = {}
-    try:
-        match step.action:
-            case "confirm_eyewear":
-                runner.submit(ConfirmEyewear())
-            case "arm":
-                runner.submit(RequestArm())
-            case "disarm":
-                runner.disarm()
-            case "estop":
-                runner.estop()
-            case "reset":
-                runner.submit(RequestReset())
-            case "set":
-                runner.submit(SetParameters(step.values))
-            case "wait":
-                time.sleep(step.seconds or 0.0)
-            case "release" | "sim":
-                runner.sim_control(step.sim_text or "release")
-            case "press":
-                detail = _press(runner, step)
-        if step.action in ("release", "sim"):
-            runner.sync()
-        elif step.action not in ("wait", "press"):
-            _settle(runner)
-    except CommandError as exc:
-        error = str(exc)
-    refusals = runner.call(lambda c: c.refusals[refusals_before:])
-    snap = runner.snapshot
-    return {
-        "line": step.line,
-        "step": step.text,
-        "state": str(snap.state),
-        "shots_seen": snap.shots_seen,
-        "error": error,
-        **detail,
-        "_refusals": [{"command": r.command, "reason": r.reason} for r in refusals],
-    }
-
-
-def _press(runner: ControllerRunner, step: Step) -> dict[str, Any]:
-    from laserctl.controller.table import State
-
-    runner.sync()
-    start = runner.snapshot.shots_seen
-    runner.sim_control("press")
-    if step.seconds is not None:
-        time.sleep(step.seconds)
-        runner.sync()
-        return {"pulses": runner.snapshot.shots_seen - start}
-    if step.pulses is None:
-        return {}
-    want = step.pulses
-    snap = runner.snapshot
-    rate = dict(snap.params).get("rep_rate_hz", 1.0) or 1.0
-    timeout = (snap.ready_in_s or 0.0) + want / rate + 2.0
-    armed = (State.READY, State.EMITTING)
-    done = runner.wait_for(lambda s: s.shots_seen - start >= want or s.state not in armed, timeout)
-    runner.sync()
-    pulses = runner.snapshot.shots_seen - start
-    result: dict[str, Any] = {"pulses": pulses}
-    if done is None:
-        result["timed_out"] = True
-    return result
 
 
 def _print_summary(report: dict[str, Any]) -> None:
@@ -441,9 +350,7 @@ def _open_log(
             area,
             calibration=_calibration_source(store),  # SR-14: no valid calibration, no arming
             resume=resume,
-            events_log=json_lines(events_file, patient=patient, area=area)
-            if events_file
-            else None,
+            events_log=json_lines(events_file, patient=patient, area=area) if events_file else None,
             echo=echo,
         )
     except (NothingToResume, CourseRuleBroken, RecordError) as exc:

@@ -23,7 +23,8 @@ from laserctl.auth.lockout import describe
 
 from ..clinic import SERVICE_ACTION, ClinicError, ProfileRow
 from ..host import Deliver, OnConsole
-from ..widgets import CalibrationPlot, ConsoleHeader, describe_device
+from ..plot import CalibrationPlot
+from ..widgets import ConsoleHeader, describe_device
 from .dialogs import DIALOG_CSS, ConsoleDialog
 
 if TYPE_CHECKING:
