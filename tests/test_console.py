@@ -74,11 +74,17 @@ def calibrate(clinic: Clinic, url: str) -> None:
 
 @pytest.fixture
 def uncalibrated(tmp_path: Path) -> Clinic:
+    return clinic_in(tmp_path)
+
+
+def clinic_in(tmp_path: Path, **changes: Any) -> Clinic:
+    """A clinic whose shot log, accounts and reports are in tmp_path, with a fast hasher."""
     return Clinic(
         tmp_path / "log.db",
         accounts_dir=tmp_path / "config",
         reports_dir=tmp_path / "reports",
         hasher=FAST_HASHER,
+        **changes,
     )
 
 

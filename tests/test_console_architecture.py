@@ -34,4 +34,3 @@ def test_no_screen_or_widget_imports_the_console_app(path: Path) -> None:
     imports = imported_modules(path)
     assert "laserctl.console.app" not in imports, f"{path.name} imports laserctl.console.app"
     assert not any(name.endswith(".ConsoleApp") for name in imports)
-

@@ -19,17 +19,12 @@ from laserctl.console.host import ConsoleConfig
 from laserctl.console.screens.connect import ConnectScreen
 from laserctl.console.screens.setup import SetupScreen
 
-from .test_console import FAST_HASHER, NDYAG, drive, until
+from .test_console import NDYAG, clinic_in, drive, until
 
 
 @pytest.fixture
 def clinic(tmp_path: Path) -> Clinic:
-    return Clinic(
-        tmp_path / "log.db",
-        accounts_dir=tmp_path / "config",
-        reports_dir=tmp_path / "reports",
-        hasher=FAST_HASHER,
-    )
+    return clinic_in(tmp_path)
 
 
 def app_for(clinic: Clinic, *, device: str, connect_at_start: bool) -> ConsoleApp:

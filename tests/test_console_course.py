@@ -19,10 +19,10 @@ from laserctl.console.screens.setup import SetupScreen
 from laserctl.records.courses import summary_lines
 
 from .test_console import (
-    FAST_HASHER,
     SERVICE_PASSWORD,
     SERVICE_USER,
     _treated_before,
+    clinic_in,
     console,
     drive,
     keys,
@@ -37,12 +37,7 @@ from .test_console import (
 
 @pytest.fixture
 def clinic(tmp_path: Path) -> Clinic:
-    return Clinic(
-        tmp_path / "log.db",
-        accounts_dir=tmp_path / "config",
-        reports_dir=tmp_path / "reports",
-        hasher=FAST_HASHER,
-    )
+    return clinic_in(tmp_path)
 
 
 @pytest.mark.req("SR-18")

@@ -47,13 +47,13 @@ from laserctl.console.screens.verification import VerificationDialog
 from laserctl.controller.events import RequestEStop, SetParameters
 from laserctl.controller.table import State
 from tests.test_console import (
-    FAST_HASHER,
     FRACTIONAL,
     SERVICE_PASSWORD,
     SERVICE_USER,
     _treated_before,
     calibrate,
     click,
+    clinic_in,
     console,
     drive,
     keys,
@@ -70,12 +70,7 @@ from tests.test_console import (
 
 @pytest.fixture
 def clinic(tmp_path: Path) -> Clinic:
-    clinic = Clinic(
-        tmp_path / "log.db",
-        accounts_dir=tmp_path / "config",
-        reports_dir=tmp_path / "reports",
-        hasher=FAST_HASHER,
-    )
+    clinic = clinic_in(tmp_path)
     calibrate(clinic, FRACTIONAL)
     return clinic
 
@@ -330,8 +325,9 @@ PLACES: dict[str, Place] = {
         Press(
             ("tab", "enter"),
             "starts the test pulses (a deliberate Tab to Verify now)",
-            lambda app, _w: on(app, VerificationDialog)
-            and bool(app.screen.running or app.screen.outcome),  # type: ignore[attr-defined]
+            lambda app, _w: (
+                on(app, VerificationDialog) and bool(app.screen.running or app.screen.outcome)
+            ),  # type: ignore[attr-defined]
         ),
     ),
     "course": Place(

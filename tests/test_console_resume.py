@@ -87,4 +87,3 @@ def test_the_console_resumes_an_interrupted_session_and_shows_the_reread_shots(
         clinic.close()
     [sid] = interrupted
     check_log(db, device_shot_counter(pty_sim), sid)
-

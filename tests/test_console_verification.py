@@ -20,20 +20,24 @@ from laserctl.console.screens.setup import SetupScreen
 from laserctl.console.screens.verification import VerificationDialog
 
 from .simcal import calibrate_simulator
-from .test_console import FAST_HASHER, FRACTIONAL, click, console, drive, keys, on, shown, until
+from .test_console import (
+    FRACTIONAL,
+    click,
+    clinic_in,
+    console,
+    drive,
+    keys,
+    on,
+    shown,
+    until,
+)
 
 DAY = 86400.0
 
 
 def clinic_days_later(tmp_path: Path, days: float) -> Clinic:
     """The shot log `days` after its calibration (made now, valid 30 days)."""
-    return Clinic(
-        tmp_path / "log.db",
-        accounts_dir=tmp_path / "config",
-        reports_dir=tmp_path / "reports",
-        hasher=FAST_HASHER,
-        clock=lambda: time.time() + days * DAY,
-    )
+    return clinic_in(tmp_path, clock=lambda: time.time() + days * DAY)
 
 
 def identified() -> object:

@@ -28,15 +28,14 @@ from laserctl.auth import lockout as policy
 from laserctl.cli.calibrate import calibrate
 from laserctl.cli.service import service
 from laserctl.console.app import ConsoleApp
-from laserctl.console.clinic import Clinic
 from laserctl.console.screens.connect import ConnectScreen
 from laserctl.console.screens.service import ServiceLoginDialog, ServiceScreen
 from laserctl.records import RecordStore, open_store
 from tests.test_console import (
-    FAST_HASHER,
     SERVICE_PASSWORD,
     SERVICE_USER,
     click,
+    clinic_in,
     console,
     drive,
     keys,
@@ -441,13 +440,7 @@ def test_the_console_login_shows_the_lockout_and_refuses_a_6th_attempt(tmp_path:
     disabled and a 6th attempt with the right password is refused; a new dialog is refused by
     the account book too (the lockout is not the dialog's); once it is over, the login works."""
     clock = ManualClock(time.time())
-    clinic = Clinic(
-        tmp_path / "log.db",
-        accounts_dir=tmp_path / "config",
-        reports_dir=tmp_path / "reports",
-        hasher=FAST_HASHER,
-        clock=clock,
-    )
+    clinic = clinic_in(tmp_path, clock=clock)
     service_account(clinic)
     record = policy.LockoutFile(tmp_path / "config" / policy.LockoutFile.FILENAME).record
 
