@@ -50,6 +50,7 @@ from tests.test_console import (
     FRACTIONAL,
     SERVICE_PASSWORD,
     SERVICE_USER,
+    _eyewear,
     _treated_before,
     calibrate,
     click,
@@ -153,14 +154,19 @@ async def _login(pilot: Pilot[None], app: ConsoleApp) -> None:
     await until(pilot, lambda: on(app, ServiceLoginDialog), "the service login")
 
 
-async def _service(pilot: Pilot[None], app: ConsoleApp) -> None:
-    service_account(app.clinic)
-    await _login(pilot, app)
+async def _log_in(pilot: Pilot[None], app: ConsoleApp) -> None:
+    """Fill in the service login on screen (its fields, not keys: the focus stays) and log in."""
     await until(pilot, lambda: app.screen.query("#password"), "the login's fields")
     login = app.screen
     login.query_one("#user", Input).value = SERVICE_USER
     login.query_one("#password", Input).value = SERVICE_PASSWORD
     await click(pilot, "#login")
+
+
+async def _service(pilot: Pilot[None], app: ConsoleApp) -> None:
+    service_account(app.clinic)
+    await _login(pilot, app)
+    await _log_in(pilot, app)
     await until(pilot, lambda: on(app, ServiceScreen), "the service screen")
 
 
@@ -204,22 +210,12 @@ async def _override_login(pilot: Pilot[None], app: ConsoleApp) -> None:
 async def _reason(pilot: Pilot[None], app: ConsoleApp) -> None:
     service_account(app.clinic)
     await _override_login(pilot, app)
-    await until(pilot, lambda: app.screen.query("#password"), "the login's fields")
-    login = app.screen
-    login.query_one("#user", Input).value = SERVICE_USER
-    login.query_one("#password", Input).value = SERVICE_PASSWORD
-    await click(pilot, "#login")
+    await _log_in(pilot, app)
     await until(pilot, lambda: on(app, ReasonDialog), "the written reason")
 
 
 async def _treatment(pilot: Pilot[None], app: ConsoleApp) -> None:
     await straight_to_treatment(pilot, app)
-
-
-async def _eyewear(pilot: Pilot[None], app: ConsoleApp) -> None:
-    await straight_to_treatment(pilot, app)
-    await keys(pilot, "e")
-    await until(pilot, lambda: on(app, EyewearDialog), "the eyewear question")
 
 
 async def _parameters(pilot: Pilot[None], app: ConsoleApp) -> None:
