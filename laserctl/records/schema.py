@@ -6,7 +6,8 @@ queries use are VIRTUAL generated columns read out of `body`, so nothing about a
 outside the bytes the chain covers: changing a record means changing `body`, and that breaks
 the chain (see chain.py and docs/shot-log.md).
 
-Migrations are numbered scripts; PRAGMA user_version holds how many have run.
+Migrations are numbered scripts; PRAGMA user_version holds how many have run: 1 the record
+tables and chain_heads, 2 the signed checkpoints (issue 14).
 """
 
 from __future__ import annotations
@@ -125,14 +126,17 @@ def _table_sql(table: RecordTable) -> list[str]:
     for name, unique, cols in table.indexes:
         kind = "UNIQUE INDEX" if unique else "INDEX"
         out.append(f"CREATE {kind} {name} ON {table.name} ({', '.join(cols)})")
+    return out + _append_only(table.name)
+
+
+def _append_only(table: str) -> list[str]:
     # Append-only (SR-12): the software never changes a record; these stop it doing so by
     # mistake. Someone with the file can drop them, which `log verify` reports.
-    for op in ("UPDATE", "DELETE"):
-        out.append(
-            f"CREATE TRIGGER {table.name}_no_{op.lower()} BEFORE {op} ON {table.name}\n"
-            f"BEGIN SELECT RAISE(ABORT, 'laserctl: {table.name} is append-only'); END"
-        )
-    return out
+    return [
+        f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table}\n"
+        f"BEGIN SELECT RAISE(ABORT, 'laserctl: {table} is append-only'); END"
+        for op in ("UPDATE", "DELETE")
+    ]
 
 
 def _v1() -> list[str]:
@@ -150,7 +154,21 @@ def _v1() -> list[str]:
     return statements
 
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (tuple(_v1()),)
+def _v2() -> list[str]:
+    """Signed checkpoints (checkpoints.py): the note's text as made, one row each, appended
+    at every session end and by `laserctl log checkpoint`. Not a chain of its own: each
+    checkpoint is signed, and what an attacker can do to this table (delete rows) is what
+    shipping checkpoints off the console is for (docs/shot-log.md)."""
+    return [
+        "CREATE TABLE checkpoints (\n"
+        "    id INTEGER PRIMARY KEY,\n"
+        "    made_at TEXT NOT NULL,\n"
+        "    text TEXT NOT NULL\n)",
+        *_append_only("checkpoints"),
+    ]
+
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (tuple(_v1()), tuple(_v2()))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
