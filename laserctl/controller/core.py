@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from transitions import Machine
@@ -121,7 +122,8 @@ from .events import (
 )
 from .shots import Accept, ShotLedger
 from .snapshot import Snapshot
-from .table import ARMED, LATCHED, TABLE, State
+from .table import ARMED, LATCHED, TABLE, Guard, State
+from .table import Effect as Do
 
 if TYPE_CHECKING:
     from ..calibration.record import Calibration
@@ -271,10 +273,9 @@ class Controller:
         self._estop_token: int | None = None
         self._reset_token: int | None = None
         self._selftest_token: int | None = None
-        self._status_token: int | None = None
         self._ack_token: int | None = None
-        self._hello_token: int | None = None
         self._baseline_token: int | None = None
+        self._refused_for: str | None = None  # the first guard's reason, in _fire
         self.device_may_fire = False
         self.grant = 0
         self.shots_in_grant = 0
@@ -304,33 +305,41 @@ class Controller:
 
     # ---- the machine ------------------------------------------------------------------------
     def _transitions(self) -> list[dict[str, Any]]:
-        out = []
-        for rule in TABLE:
-            out.append(
-                {
-                    "trigger": rule.trigger,
-                    "source": list(rule.source),
-                    "dest": rule.dest,
-                    "conditions": [self._guard_passes(g) for g in rule.guards],
-                    "after": [getattr(self, f"_effect_{e}") for e in rule.effects],
-                }
-            )
-        return out
+        return [
+            {
+                "trigger": rule.trigger,
+                "source": list(rule.source),
+                "dest": rule.dest,
+                "conditions": [self._condition(GUARD_OF[g]) for g in rule.guards],
+                "after": [partial(EFFECT_OF[e], self) for e in rule.effects],
+            }
+            for rule in TABLE
+        ]
 
-    def _guard_passes(self, name: str) -> Callable[[], bool]:
-        guard: Callable[[], str | None] = getattr(self, f"_guard_{name}")
-        return lambda: guard() is None
+    def _condition(self, guard: Callable[[Controller], str | None]) -> Callable[[], bool]:
+        """The Machine's condition for a guard: runs it once and keeps the first reason a
+        trigger is refused for, so the refusal never runs the guards a second time."""
+
+        def passes() -> bool:
+            reason = guard(self)
+            if reason is not None and self._refused_for is None:
+                self._refused_for = reason
+            return reason is None
+
+        return passes
 
     @property
     def state(self) -> State:
         return self._model.state
 
     def _fire(self, trigger: str) -> str | None:
-        """Fire a trigger; returns None when a rule was taken, else why not."""
-        rules = [r for r in TABLE if r.trigger == trigger and self.state in r.source]
-        if not rules:
+        """Fire a trigger; returns None when a rule was taken, else why not. The Machine tries
+        the trigger's rules in table order and each rule's guards in order until one fails, so
+        the first reason kept is the one of the first rule refused."""
+        if (trigger, self.state) not in _TRIGGERS:
             return f"not possible in {self.state}"
         before = self.state
+        self._refused_for = None
         taken = bool(self._model.trigger(trigger))  # type: ignore[attr-defined]
         if self.state is not before:
             self.state_since = self.now
@@ -338,12 +347,7 @@ class Controller:
             self._note("transition", f"{before} -> {self.state} ({trigger})")
         if taken:
             return None
-        for rule in rules:
-            for name in rule.guards:
-                reason: str | None = getattr(self, f"_guard_{name}")()
-                if reason is not None:
-                    return reason
-        return "refused"  # pragma: no cover - a rule without guards always passes
+        return self._refused_for if self._refused_for is not None else "refused"
 
     def _request(self, trigger: str, command: str) -> bool:
         reason = self._fire(trigger)
@@ -764,6 +768,11 @@ class Controller:
             self._emission_noted = False
             self._note("emission", "emission stopped", shots_seen=self.shots_seen)
 
+    def _effect_note_inactivity(self) -> None:
+        assert self.plan is not None
+        self.last_message = f"READY for {self.plan.inactivity_s:g} s without use: STANDBY"
+        self._note("info", self.last_message)
+
     def _effect_disarm_device(self) -> None:
         self._disarm_now()
 
@@ -789,7 +798,7 @@ class Controller:
         if self.connected and not self.link_alive:
             self.link_alive = True
             self._note("info", "the device answers again: identifying it")
-            self._hello_token = self._send(Hello(PROTOCOL_VERSION, PROTOCOL_VERSION))
+            self._send(Hello(PROTOCOL_VERSION, PROTOCOL_VERSION))
             self._effect_resync_device()
 
     def _link_gone(self, cause: Cause) -> None:
@@ -802,7 +811,7 @@ class Controller:
         CommandLost and are ignored then)."""
         self.pending.clear()
         self._arm_token = self._disarm_token = self._estop_token = self._reset_token = None
-        self._selftest_token = self._status_token = self._ack_token = self._hello_token = None
+        self._selftest_token = self._ack_token = None
         self._params_token = self._baseline_token = None
         self.params_confirmed = False
         self.ledger.recovering = False
@@ -955,7 +964,6 @@ class Controller:
                     self._maybe_ack()
             case Hello():
                 if isinstance(response, HelloInfo):
-                    self._hello_token = None
                     self._identified(DeviceInfo.from_hello(response))
 
     def _on_nak(self, token: int, command: Command, nak: Nak) -> None:
@@ -1009,8 +1017,6 @@ class Controller:
                 self.ledger.recovering = False
             case ShotAck():
                 self._ack_token = None
-            case Hello():
-                self._hello_token = None
             case GetStatus():
                 if token == self._baseline_token:
                     self._baseline_token = None
@@ -1355,11 +1361,8 @@ class Controller:
 
     # ---- time -------------------------------------------------------------------------------
     def _tick(self) -> None:
-        if self.state is State.READY and self._guard_inactive() is None:
-            assert self.plan is not None
-            self.last_message = f"READY for {self.plan.inactivity_s:g} s without use: STANDBY"
-            self._note("info", self.last_message)
-            self._fire("inactivity")
+        if self.state is State.READY:
+            self._fire("inactivity")  # refused (its guard) until READY went unused long enough
 
     # ---- outside view -----------------------------------------------------------------------
     def readings(self) -> Mapping[InterlockId, Reading]:
@@ -1443,6 +1446,48 @@ class Controller:
                 self.calibrated, self.calibration_problem, self.device is not None
             ),
         }
+
+
+# ---- what the table names, bound -----------------------------------------------------------
+GUARD_OF: Mapping[Guard, Callable[[Controller], str | None]] = {
+    Guard.LINK_DOWN: Controller._guard_link_down,
+    Guard.NOTHING_LATCHED: Controller._guard_nothing_latched,
+    Guard.PARAMETERS_WITHIN_LIMITS: Controller._guard_parameters_within_limits,
+    Guard.ARMING_PERMITTED: Controller._guard_arming_permitted,
+    Guard.STILL_SAFE: Controller._guard_still_safe,
+    Guard.NO_ARM_IN_FLIGHT: Controller._guard_no_arm_in_flight,
+    Guard.INACTIVE: Controller._guard_inactive,
+    Guard.LINK_UP: Controller._guard_link_up,
+    Guard.ESTOP_RELEASED: Controller._guard_estop_released,
+    Guard.CAUSES_CLEARED: Controller._guard_causes_cleared,
+}
+EFFECT_OF: Mapping[Do, Callable[[Controller], None]] = {
+    Do.OPEN_LINK: Controller._effect_open_link,
+    Do.CLOSE_LINK: Controller._effect_close_link,
+    Do.RESYNC_DEVICE: Controller._effect_resync_device,
+    Do.RUN_SELF_TEST: Controller._effect_run_self_test,
+    Do.SEND_PARAMETERS: Controller._effect_send_parameters,
+    Do.SEND_ARM: Controller._effect_send_arm,
+    Do.START_READY_DELAY: Controller._effect_start_ready_delay,
+    Do.NOTE_EMISSION_ON: Controller._effect_note_emission_on,
+    Do.NOTE_EMISSION_OFF: Controller._effect_note_emission_off,
+    Do.NOTE_INACTIVITY: Controller._effect_note_inactivity,
+    Do.DISARM_DEVICE: Controller._effect_disarm_device,
+    Do.SEND_ESTOP: Controller._effect_send_estop,
+    Do.FORGET_EYEWEAR: Controller._effect_forget_eyewear,
+    Do.SEND_RESET: Controller._effect_send_reset,
+    Do.CLEAR_CAUSES: Controller._effect_clear_causes,
+}
+
+
+def unbound(names: Mapping[Any, object], members: type[StrEnum]) -> list[str]:
+    """The members of a Guard or Effect enumeration without an implementation."""
+    return [str(m) for m in members if m not in names]
+
+
+if missing := unbound(GUARD_OF, Guard) + unbound(EFFECT_OF, Do):  # pragma: no cover
+    raise ImportError(f"laserctl.controller.core: no implementation for {missing}")
+_TRIGGERS = frozenset((r.trigger, s) for r in TABLE for s in r.source)
 
 
 # ---- small translations ------------------------------------------------------------------------
