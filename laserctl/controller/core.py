@@ -118,6 +118,7 @@ from .events import (
     RequestReset,
     Send,
     SetParameters,
+    ShotsDurable,
     Tick,
 )
 from .shots import Accept, ShotLedger
@@ -420,6 +421,9 @@ class Controller:
             case LinkOpened():
                 self.connected = self.link_alive = True
                 self._identified(event.info)
+            case ShotsDurable():
+                self.ledger.durable(event.upto_ticket)
+                self._maybe_ack()
             case CalibrationLoaded():
                 self._reading = _Reading(event, self.now)
                 if self.device is not None and self.state not in ARMED:
@@ -1197,6 +1201,7 @@ class Controller:
         replay = bool(shot.flags & Shot.FLAG_REPLAY)
         if replay and ledger.replays_due > 0:
             ledger.replays_due -= 1
+        upto_before = ledger.upto
         accepted = ledger.accept(shot.shot_no, replay)
         if accepted is not Accept.DUPLICATE:
             counted = accepted is not Accept.RECOVERED
@@ -1219,7 +1224,8 @@ class Controller:
                         received_at=self.now,
                         target_milli=target,
                         calibration=cal.record_id if cal is not None else None,
-                    )
+                    ),
+                    ledger.to_record(upto_before),
                 )
             )
             if counted:
@@ -1351,13 +1357,14 @@ class Controller:
         self._maybe_ack()
 
     def _maybe_ack(self) -> None:
-        """SHOT_ACK up to the durable mark; one in flight at a time. The RecordShot actions
-        before it run first, so the device forgets only what is stored (SR-11)."""
+        """SHOT_ACK up to the shots known durable (ShotsDurable), so the device forgets only
+        what is stored (SR-11); one in flight at a time."""
         ledger = self.ledger
-        if ledger.upto is None or ledger.upto <= ledger.acked or self._ack_token is not None:
+        mark = ledger.ackable
+        if mark is None or mark <= ledger.acked or self._ack_token is not None:
             return
         if self.connected and self.link_alive:
-            self._ack_token = self._send(ShotAck(ledger.upto))
+            self._ack_token = self._send(ShotAck(mark))
 
     # ---- time -------------------------------------------------------------------------------
     def _tick(self) -> None:

@@ -45,7 +45,6 @@ from drivers.protocol import (
     Heartbeat,
     Reply,
     Response,
-    ShotAck,
     SimControl,
 )
 
@@ -67,6 +66,7 @@ from .events import (
     RequestDisarm,
     RequestEStop,
     Send,
+    ShotsDurable,
     Tick,
 )
 from .link_opening import ConnectionFactory, LinkOpening, Opened, OpenFailed
@@ -105,9 +105,9 @@ _STOP = object()
 
 @dataclass(frozen=True, slots=True)
 class _Durable:
-    """From the group-commit writer: every shot up to `ticket` is on disk."""
+    """From the group-commit writer: every record up to its ticket `written` is on disk."""
 
-    ticket: int
+    written: int
 
 
 class ControllerRunner:
@@ -143,11 +143,10 @@ class ControllerRunner:
         self.notes: deque[Note] = deque(maxlen=10_000)
         self.on_note: Callable[[Note], None] | None = None
         self._thread: threading.Thread | None = None
-        # Group commit (SR-11): shots go to the writer thread; a SHOT_ACK waits here until
-        # every shot submitted before it is durable.
+        # Group commit (SR-11): shots go to the writer thread, whose completion the core hears
+        # as ShotsDurable; (writer ticket, RecordShot ticket) of the shots still on their way.
         self._writer = writer
-        self._last_ticket = 0
-        self._held_acks: list[tuple[int, Send]] = []
+        self._writing: deque[tuple[int, int]] = deque()
         if writer is not None:
             writer.on_durable = lambda ticket: self._queue.put(_Durable(ticket))
             writer.on_error = lambda error: self._queue.put(
@@ -270,7 +269,8 @@ class ControllerRunner:
             if item is _STOP:
                 return
             if isinstance(item, _Durable):
-                self._release_acks(item.ticket)
+                self._durable(item.written)
+                dirty = True
             elif isinstance(item, Opened | OpenFailed):
                 self._opened(item)
                 dirty = True
@@ -308,12 +308,9 @@ class ControllerRunner:
             self._fail_safe(exc)
 
     def _execute(self, actions: list[Action]) -> None:
-        for action in actions:  # in order: a failing RecordShot stops the SHOT_ACK after it
+        stored = 0  # the last RecordShot the store took at once (no writer)
+        for action in actions:  # in order; a failing one stops the rest (SR-10)
             match action:
-                case Send(command=ShotAck()) if (
-                    self._writer is not None and self._writer.durable < self._last_ticket
-                ):
-                    self._held_acks.append((self._last_ticket, action))
                 case Send():
                     self._send(action)
                 case OpenLink():
@@ -329,22 +326,25 @@ class ControllerRunner:
                     self.calibration.want(action.info)
                 case RecordShot():
                     if self._writer is not None:
-                        self._last_ticket = self._writer.submit_shot(action.record)
+                        written = self._writer.submit_shot(action.record)
+                        self._writing.append((written, action.ticket))
                     else:
-                        self.store.record(action.record)
+                        self.store.record(action.record)  # durable when it returns
+                        stored = action.ticket
                 case Note():
                     self.notes.append(action)
                     if self.on_note is not None:
                         self.on_note(action)
+        if stored:
+            self._feed(ShotsDurable(stored))
 
-    def _release_acks(self, durable: int) -> None:
-        ready = [a for t, a in self._held_acks if t <= durable]
-        self._held_acks = [(t, a) for t, a in self._held_acks if t > durable]
-        for action in ready:
-            try:
-                self._send(action)
-            except Exception as exc:
-                self._fail_safe(exc)
+    def _durable(self, written: int) -> None:
+        """The writer committed up to its ticket `written`: the shots in it are ShotsDurable."""
+        upto = 0
+        while self._writing and self._writing[0][0] <= written:
+            upto = self._writing.popleft()[1]
+        if upto:
+            self._feed(ShotsDurable(upto))
 
     def _send(self, action: Send) -> None:
         connection = self._connection
