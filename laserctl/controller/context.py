@@ -96,6 +96,9 @@ class Core(Protocol):
     def send_parameters(self) -> None:
         """The send_parameters effect: SET_PARAMS with the checked values."""
 
+    def resync_device(self) -> None:
+        """The resync_device effect: DISARM, re-read unacknowledged shots, GET_STATUS."""
+
     def readings(self) -> Mapping[InterlockId, Reading]: ...
 
     def interlock_reason(

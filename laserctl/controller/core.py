@@ -7,24 +7,11 @@ it from one thread and one queue (runner.py).
 
 This module keeps the dispatch (which event goes where, which trigger an operator command
 fires), the guards and effects table.TABLE names (bound below in GUARD_OF and EFFECT_OF, checked
-complete on import), and the `transitions` Machine built from the table. An exception anywhere
-in handle() disarms the device and enters FAULT (SR-10). The rest is in rooms of their own,
-written against the Protocol in context.py, so none imports this module:
-
-    causes      why FAULT or ESTOP: causes, faults, refusals; the device's codes in words
-    inflight    the commands in flight, by token
-    results     what each command's answer, NAK or loss means
-    reaction    STATUS, FAULT and BOOT from the device; an interlock opening (SR-02)
-    intake      shots recorded once, counted, checked, acknowledged when durable (SR-11)
-    shots       the shot ledger: durable mark, holes, counter epochs, records not durable yet
-    grants      the grant book and the pulses in doubt (SR-08)
-    dosing      the calibration in use and the dose through it (SR-14)
-    readings    the interlock readings and an open one in words (SR-01)
-    identity    the handpiece checked at every connect (SR-15), its calibration judged
-    view        the Snapshot and the report
-
-It is somewhat past 400 lines because the guards and effects stay together here, next to the
-dispatch that fires their triggers: the table's rules read as one page.
+complete on import) and the `transitions` Machine built from the table. An exception anywhere
+in handle() disarms the device and enters FAULT (SR-10). Everything else is in rooms of its own
+(docs/architecture.md lists them), written against the Protocol in context.py, so that none
+imports this module. Past 400 lines because the guards and effects stay here, on one page with
+the dispatch that fires their triggers.
 """
 
 from __future__ import annotations
@@ -38,9 +25,7 @@ from transitions import Machine
 
 from drivers.host import ConnectionCrashed, Reconnected, TransportLost
 from drivers.protocol import (
-    PROTOCOL_VERSION,
     Arm,
-    Command,
     CommandFailed,
     DeviceEvent,
     DeviceInfo,
@@ -50,7 +35,6 @@ from drivers.protocol import (
     EventGap,
     FrameRejected,
     GetStatus,
-    Hello,
     LinkSilent,
     Param,
     Reply,
@@ -64,9 +48,8 @@ from drivers.protocol import (
 
 from ..plan import TreatmentPlan, builtin_plan
 from ..safety.interlocks import InterlockId, Reading, not_closed
-from ..safety.limits import DoseUsed, Grant, LimitExceeded, check_parameters, fluence_per_pulse
-from ..safety.limits import pulse_grant as _pulse_grant
-from . import intake, results
+from ..safety.limits import DoseUsed, LimitExceeded, fluence_per_pulse
+from . import intake, link, results
 from .causes import Cause, CauseKind, FaultRecord, Refusal, still_present
 from .dosing import (
     CalibrationCheck,
@@ -90,7 +73,6 @@ from .events import (
     LeaveService,
     LinkOpened,
     LinkOpenFailed,
-    Note,
     OpenLink,
     RefreshStatus,
     RequestArm,
@@ -102,9 +84,9 @@ from .events import (
     ShotsDurable,
     Tick,
 )
-from .grants import GrantBook
-from .identity import identified, judge_calibration
-from .inflight import InFlight
+from .grants import GrantBook, next_grant
+from .identity import judge_calibration
+from .journal import Journal
 from .reaction import on_device_event, on_status
 from .readings import InterlockReadings, interlock_reason
 from .shots import ShotLedger
@@ -124,7 +106,7 @@ class _Model:
     state: State
 
 
-class Controller:
+class Controller(Journal):
     def __init__(
         self,
         plan: TreatmentPlan | None = None,
@@ -138,6 +120,7 @@ class Controller:
         """`session_id` names the session in the shot log; a resumed session (after a crash)
         starts from the `dose` its shots already delivered, and with `count_recovered` the
         shots the device kept and re-reads count as this session's (they were fired in it)."""
+        super().__init__()
         self.plan = plan
         self.plan_for = plan_for
         self.session_id = session_id
@@ -154,8 +137,6 @@ class Controller:
         )
         self.state_since = now
         self._refused_for: str | None = None  # the first guard's reason, in _fire
-        self._actions: list[Action] = []
-        self.inflight = InFlight()
         # link and device
         self.connected = False
         self.link_alive = False
@@ -181,13 +162,7 @@ class Controller:
         self.dose = dose if dose is not None else DoseUsed()
         self.shots_seen = 0
         self.shots_recovered = 0
-        # what happened
-        self.causes: list[Cause] = []
-        self.faults: list[FaultRecord] = []
-        self.refusals: list[Refusal] = []
-        self.warnings: list[str] = []
         self.history: list[tuple[float, State, State, str]] = []
-        self.last_message = ""
         self.frames_rejected = 0
 
     # ---- the machine ------------------------------------------------------------------------
@@ -236,9 +211,6 @@ class Controller:
             return None
         return self._refused_for if self._refused_for is not None else "refused"
 
-    def fire(self, trigger: str) -> str | None:
-        return self._fire(trigger)
-
     def _request(self, trigger: str, command: str) -> bool:
         reason = self._fire(trigger)
         if reason is not None:
@@ -254,8 +226,7 @@ class Controller:
             self._dispatch(event)
         except Exception as exc:  # SR-10: whatever broke, stop emission and latch FAULT
             self._panic(f"{type(exc).__name__}: {exc}")
-        actions, self._actions = self._actions, []
-        return actions
+        return self.take()
 
     def _panic(self, error: str) -> None:
         if self.connected:  # straight in: the bookkeeping that would guard it may be broken
@@ -275,20 +246,20 @@ class Controller:
                 if self.state is State.READY:
                     self._fire("inactivity")  # refused (its guard) until READY went unused
             case DeviceEvent():
-                self._on_rx()
+                link.answered(self)
                 if isinstance(event.event, Shot):
                     self._on_shot(event.event)
                 else:
                     on_device_event(self, event.event)
             case CommandDone():
-                self._on_rx()
+                link.answered(self)
                 results.on_done(self, event.token, event.response)
             case CommandLost():
                 results.on_lost(self, event.token, event.error)
             case Reply():
                 # Replies to our commands come as CommandDone; this is the link's own heartbeat.
                 if isinstance(event.response, Status):
-                    self._on_rx()
+                    link.answered(self)
                     on_status(self, event.response.body)
             case CommandFailed():
                 pass  # reported for our commands as CommandLost
@@ -298,22 +269,10 @@ class Controller:
                 intake.recover_shots(self)
             case FrameRejected():
                 self.frames_rejected += 1
-            case LinkSilent():
-                if self.connected and self.link_alive:
-                    self.link_alive = False
-                    ms = event.silent_for * 1000
-                    self.latch(Cause(CauseKind.LINK, f"device silent for {ms:.0f} ms (SR-09)"))
-            case TransportLost():
-                self._link_gone(Cause(CauseKind.LINK, f"link lost: {event.error}"))
-            case ConnectionCrashed():
-                self._link_gone(Cause(CauseKind.INTERNAL, f"connection crashed: {event.error}"))
-            case Reconnected():
-                self.connected = self.link_alive = True
-                self.note("info", f"reconnected to {event.info.serial}")
-                identified(self, event.info)
-            case LinkOpened():
-                self.connected = self.link_alive = True
-                identified(self, event.info)
+            case LinkOpened() | LinkOpenFailed() | Reconnected():
+                link.on_link_change(self, event)
+            case LinkSilent() | TransportLost() | ConnectionCrashed():
+                link.on_link_change(self, event)
             case CalibrationLoaded():
                 self.dosing.loaded(event, self.now)
                 if self.device is not None and self.state not in ARMED:
@@ -321,11 +280,6 @@ class Controller:
             case ShotsDurable():
                 self.ledger.durable(event.upto_ticket)
                 intake.maybe_ack(self)
-            case LinkOpenFailed():
-                self.last_message = f"cannot connect: {event.error}"
-                self.note("info", self.last_message)
-                if self.state is State.CONNECTING:
-                    self._fire("link_open_failed")
             case InternalError():
                 self.disarm_now(force=True)
                 self.latch(Cause(CauseKind.INTERNAL, f"internal error: {event.error}"))
@@ -350,7 +304,7 @@ class Controller:
                     self.disarm_now()  # whatever the state, a disarm is never refused
             case RequestEStop():
                 self.causes.append(Cause(CauseKind.ESTOP, "e-stop by the operator"))
-                self._record_fault(self.causes[-1])
+                self.record_fault(self.causes[-1])
                 self._fire("estop")
             case RequestReset():
                 self._request("reset", "RESET")
@@ -371,54 +325,7 @@ class Controller:
     def _on_shot(self, shot: Shot) -> None:
         intake.on_shot(self, shot)
 
-    # ---- what the rooms ask of the core (context.Core) ---------------------------------------
-    def act(self, action: Action) -> None:
-        self._actions.append(action)
-
-    def send(self, command: Command) -> int | None:
-        if not self.connected:
-            return None
-        token = self.inflight.token(command)
-        self._actions.append(Send(command, token))
-        return token
-
-    def note(self, kind: str, message: str, **data: Any) -> None:
-        self._actions.append(Note(kind, message, data))
-
-    def refuse(self, command: str, reason: str) -> None:
-        self.refusals.append(Refusal(self.now, command, reason))
-        self.last_message = f"{command} refused: {reason}"
-        self.note("refusal", self.last_message)
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-        self.note("warning", message)
-
-    def _record_fault(self, cause: Cause) -> None:
-        self.faults.append(FaultRecord(self.now, self.state, cause.kind, cause.message))
-        self.last_message = cause.message
-        self.note("fault", cause.message, cause=str(cause.kind), state=str(self.state))
-
-    def add_cause(self, cause: Cause) -> bool:
-        if cause in self.causes:
-            return False
-        self.causes.append(cause)
-        self._record_fault(cause)
-        return True
-
-    def latch(self, cause: Cause) -> None:
-        self.add_cause(cause)
-        self._fire("fault")
-
-    def estop(self, cause: Cause) -> None:
-        self.add_cause(cause)
-        self._fire("estop")
-
-    def disarm_now(self, *, force: bool = False) -> None:
-        """DISARM at once; one in flight is enough (the link retries it, SR-16)."""
-        if self.connected and (force or self.inflight.disarm is None):
-            self.inflight.disarm = self.send(Disarm())
-
+    # ---- what the rooms ask of the core (context.Core), beyond the Journal's ------------
     def readings(self) -> Mapping[InterlockId, Reading]:
         """Every interlock's reading now (read-only)."""
         return self._interlocks.read(
@@ -440,21 +347,6 @@ class Controller:
             identity_problem=self.identity_problem,
         )
 
-    def send_parameters(self) -> None:
-        self._effect_send_parameters()
-
-    def _grant(self) -> Grant:
-        assert self.plan is not None
-        handpiece = self.device.handpiece if self.device else self.plan.handpiece
-        return _pulse_grant(self.plan, self.dose, fluence_per_pulse(handpiece, self.params))
-
-    def _check_parameters(self, values: dict[Param, float]) -> tuple[tuple[int, int], ...]:
-        """SR-07: every value inside min(plan window, handpiece capability, calibrated range);
-        the treatment values as wire pairs, or LimitExceeded naming the limit and the value.
-        The calibrated range is the bound Calibration.restrict() puts on the capability."""
-        assert self.plan is not None and self.device is not None
-        return check_parameters(self.plan, self.device.capabilities, values, self.dosing.ranges())
-
     # ---- guards (None = pass, else the reason) ----------------------------------------------
     def _guard_link_down(self) -> str | None:
         return "the link is already open" if self.connected else None
@@ -468,7 +360,7 @@ class Controller:
         if self.plan is None or self.device is None:
             return "no handpiece identified"
         try:
-            self._check_parameters(self._requested or self.params)
+            self.dosing.check(self.plan, self.device, self._requested or self.params)
         except LimitExceeded as exc:
             return str(exc)
         return None
@@ -489,7 +381,8 @@ class Controller:
             return f"device is {name}, not IDLE"
         if self.grants.open:
             return self.grants.unsettled(self.ledger)
-        grant = self._grant()
+        assert self.plan is not None
+        grant = next_grant(self.plan, self.device, self.dose, self.params)
         if grant.pulses <= 0:
             return f"session budget used up ({grant.limited_by})"
         return None
@@ -532,9 +425,9 @@ class Controller:
     def _effect_close_link(self) -> None:
         self._actions.append(CloseLink())
         self.connected = self.link_alive = False
-        self._abandon_tokens()
+        link.abandon(self)
 
-    def _effect_resync_device(self) -> None:
+    def resync_device(self) -> None:
         self.disarm_now()
         if self.state is State.ESTOP:
             self._effect_send_estop()  # the one sent while the link was down may have given up
@@ -548,7 +441,7 @@ class Controller:
     def _effect_run_self_test(self) -> None:
         self.inflight.self_test = self.send(SelfTest())
 
-    def _effect_send_parameters(self) -> None:
+    def send_parameters(self) -> None:
         if self.plan is None or self.device is None:
             return
         if self.dosing.pending:  # the drive values need the calibration (SR-14)
@@ -560,7 +453,7 @@ class Controller:
         self.dosing.params_postponed = False
         values = self._requested or self.params
         try:
-            wire = self._check_parameters(values)
+            wire = self.dosing.check(self.plan, self.device, values)
             drive = self.dosing.drive(wire)
         except (LimitExceeded, ValueError) as exc:
             self.refuse("SET_PARAMS", str(exc))
@@ -572,7 +465,7 @@ class Controller:
 
     def _effect_send_arm(self) -> None:
         assert self.plan is not None
-        grant = self._grant()
+        grant = next_grant(self.plan, self.device, self.dose, self.params)
         handpiece = self.device.handpiece if self.device else self.plan.handpiece
         self.grants.granted(grant.pulses, self.dose, fluence_per_pulse(handpiece, self.params))
         self.arm_sent_at = self.now
@@ -619,32 +512,11 @@ class Controller:
         self.note("info", "reset: " + "; ".join(c.message for c in self.causes))
         self.causes.clear()
 
-    # ---- link -------------------------------------------------------------------------------
-    def _on_rx(self) -> None:
-        """Something valid arrived from the device."""
-        if self.connected and not self.link_alive:
-            self.link_alive = True
-            self.note("info", "the device answers again: identifying it")
-            self.send(Hello(PROTOCOL_VERSION, PROTOCOL_VERSION))
-            self._effect_resync_device()
-
-    def _link_gone(self, cause: Cause) -> None:
-        self.connected = self.link_alive = False
-        self._abandon_tokens()
-        self.latch(cause)
-
-    def _abandon_tokens(self) -> None:
-        self.inflight.abandon()
-        self.params_confirmed = False
-        self.ledger.recovering = False
-        self.ledger.replays_due = 0
-
     # ---- outside view (view.py) and the names it had before the rooms ------------------------
     def snapshot(self, seq: int = 0) -> Snapshot:
         return snapshot(self, seq)
 
     def report(self) -> dict[str, Any]:
-        """What the session summary prints."""
         return report(self)
 
     @property
@@ -688,9 +560,9 @@ GUARD_OF: Mapping[Guard, Callable[[Controller], str | None]] = {
 EFFECT_OF: Mapping[Do, Callable[[Controller], None]] = {
     Do.OPEN_LINK: Controller._effect_open_link,
     Do.CLOSE_LINK: Controller._effect_close_link,
-    Do.RESYNC_DEVICE: Controller._effect_resync_device,
+    Do.RESYNC_DEVICE: Controller.resync_device,
     Do.RUN_SELF_TEST: Controller._effect_run_self_test,
-    Do.SEND_PARAMETERS: Controller._effect_send_parameters,
+    Do.SEND_PARAMETERS: Controller.send_parameters,
     Do.SEND_ARM: Controller._effect_send_arm,
     Do.START_READY_DELAY: Controller._effect_start_ready_delay,
     Do.NOTE_EMISSION_ON: Controller._effect_note_emission_on,

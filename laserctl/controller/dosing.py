@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from drivers.protocol import DeviceInfo, HandpieceType, Param, Shot
 
 from ..plan import TreatmentPlan
-from ..safety.limits import Calibrated, fluence_per_pulse
+from ..safety.limits import Calibrated, check_parameters, fluence_per_pulse
 from .events import CalibrationLoaded
 
 if TYPE_CHECKING:
@@ -127,6 +127,14 @@ class Dosing:
         """The calibrated range of the dose parameter, the bound on its capability (SR-07)."""
         cal = self.calibrated
         return {cal.dose_param: cal.target_range} if cal is not None else None
+
+    def check(
+        self, plan: TreatmentPlan, device: DeviceInfo, values: dict[Param, float]
+    ) -> tuple[tuple[int, int], ...]:
+        """SR-07: every value inside min(plan window, handpiece capability, calibrated range);
+        the treatment values as wire pairs, or LimitExceeded naming the limit and the value.
+        The calibrated range is the bound Calibration.restrict() puts on the capability."""
+        return check_parameters(plan, device.capabilities, values, self.ranges())
 
     def drive(self, wire: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
         """The treatment values as sent: the dose target replaced by its calibrated drive value

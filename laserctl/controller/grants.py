@@ -11,11 +11,20 @@ core decides what to do with the answers.
 
 from __future__ import annotations
 
-from drivers.protocol import DeviceState, StatusBody
+from drivers.protocol import DeviceInfo, DeviceState, Param, StatusBody
 
-from ..safety.limits import GRANT_MARGIN, DoseUsed
+from ..plan import TreatmentPlan
+from ..safety.limits import GRANT_MARGIN, DoseUsed, Grant, fluence_per_pulse, pulse_grant
 from .causes import device_state
 from .shots import ShotLedger
+
+
+def next_grant(
+    plan: TreatmentPlan, device: DeviceInfo | None, dose: DoseUsed, params: dict[Param, float]
+) -> Grant:
+    """What the next ARM may grant: the remaining budget at these parameters' dose per pulse."""
+    handpiece = device.handpiece if device else plan.handpiece
+    return pulse_grant(plan, dose, fluence_per_pulse(handpiece, params))
 
 
 class GrantBook:
