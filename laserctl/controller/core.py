@@ -52,7 +52,6 @@ from ..safety.limits import DoseUsed, LimitExceeded, fluence_per_pulse
 from . import intake, link, results
 from .causes import Cause, CauseKind, FaultRecord, Refusal, still_present
 from .dosing import (
-    CalibrationCheck,
     CalibrationSource,
     Dosing,
     stand_in_calibration,
@@ -588,7 +587,6 @@ _TRIGGERS = frozenset((r.trigger, s) for r in TABLE for s in r.source)
 __all__ = [
     "EFFECT_OF",
     "GUARD_OF",
-    "CalibrationCheck",
     "CalibrationSource",
     "Cause",
     "CauseKind",

@@ -32,7 +32,6 @@ mapping: laserctl.calibration.calibration_lookup(store)), or why there is none (
 judges the calibration itself, expiry on its own clock. Returning "" means "may be armed,
 uncalibrated": the dose is sent as chosen (drive = target); the controller accepts that for a
 simulated handpiece only (training_calibration)."""
-CalibrationCheck = CalibrationSource  # the name before calibration became an event
 
 
 def training_calibration(info: DeviceInfo) -> str:

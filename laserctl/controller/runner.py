@@ -34,10 +34,8 @@ from drivers.host import (
     ConnectionCrashed,
     HandpieceConnection,
     Notification,
-    Reconnected,
 )
 from drivers.protocol import (
-    Command,
     CommandFailed,
     DeviceInfo,
     Disarm,
@@ -57,8 +55,6 @@ from .events import (
     CommandLost,
     ControllerEvent,
     InternalError,
-    LinkOpened,
-    LinkOpenFailed,
     Note,
     OpenLink,
     ReadCalibration,
@@ -69,7 +65,7 @@ from .events import (
     ShotsDurable,
     Tick,
 )
-from .link_opening import ConnectionFactory, LinkOpening, Opened, OpenFailed
+from .link_opening import ConnectionFactory, Connections, Opened, OpenFailed
 from .shots import MemoryShotStore, ShotStore
 from .snapshot import Snapshot, SnapshotBoard
 from .table import State
@@ -85,7 +81,6 @@ TICK_S = 0.02  # timer resolution of the core: inactivity, ready countdown
 # the queue runs empty or the state changes. A snapshot costs ~50 us: one per shot would be
 # most of a shot's CPU at a few thousand shots a second.
 PUBLISH_S = 0.02
-REOPEN_S = 1.0  # after a connection crash, how often to try a new one
 
 
 def default_connection(url: str, on_event: Callable[[Notification], None]) -> HandpieceConnection:
@@ -132,13 +127,16 @@ class ControllerRunner:
         self.controller = controller
         self.store: ShotStore = store if store is not None else MemoryShotStore()
         self.clock = clock
-        self._factory = connection_factory
         self.tick_s = tick_s
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()  # C: ~4x a Queue
-        self._connection: HandpieceConnection | None = None  # identified, the core's
-        self._opening: LinkOpening | None = None  # being opened (HELLO), off this thread
-        self._reopen_at: float | None = None
         self.calibration = CalibrationReader(calibration, self._queue.put, wall_clock=wall_clock)
+        self._links = Connections(
+            connection_factory,
+            url,
+            self._on_notification,
+            self._queue.put,
+            self.calibration.read_now,
+        )
         self._board = SnapshotBoard(controller.snapshot(0))
         self.notes: deque[Note] = deque(maxlen=10_000)
         self.on_note: Callable[[Note], None] | None = None
@@ -161,23 +159,12 @@ class ControllerRunner:
 
     def close(self, timeout: float = 2.0) -> None:
         """Disarm, stop the owner thread, close the link."""
-        connection = self._connection
-        if connection is not None and connection.connected:
-            with contextlib.suppress(CommandError):
-                connection.call(Disarm(), timeout=0.5)
-        opening = self._opening
-        if opening is not None:
-            opening.connection.send(Disarm())  # a transport still waiting for HELLO
+        self._links.disarm()
         self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout)
         self.calibration.close()
-        opening, self._opening = self._opening, None
-        if opening is not None:
-            opening.drop()
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._links.close()
 
     def __enter__(self) -> ControllerRunner:
         self.start()
@@ -194,25 +181,15 @@ class ControllerRunner:
         """ESTOP on the wire now, from this thread, on every open transport (SR-03), then
         through the core."""
         try:
-            self._stop_now(EStop())
+            self._links.stop_now(EStop())
         finally:
             self.submit(RequestEStop())
 
     def disarm(self) -> None:
         try:
-            self._stop_now(Disarm())
+            self._links.stop_now(Disarm())
         finally:
             self.submit(RequestDisarm())
-
-    def _stop_now(self, command: Command) -> None:
-        """DISARM or ESTOP to the identified connection and to one being opened: a transport
-        that is open but has not answered HELLO yet takes it too (HandpieceConnection)."""
-        opening = self._opening  # read first: the owner thread sets _connection, then clears it
-        connection = self._connection
-        if connection is not None:
-            connection.send(command)
-        if opening is not None and opening.connection is not connection:
-            opening.connection.send(command)
 
     def refresh_calibration(self) -> None:
         """Read the handpiece's calibration again now (e.g. after a service calibration)."""
@@ -237,10 +214,15 @@ class ControllerRunner:
 
     def sim_control(self, text: str, timeout: float = 1.0) -> Response:
         """A fault-injection command to a simulated handpiece (NAK UNSUPPORTED on hardware)."""
-        connection = self._connection
+        connection = self._links.connection
         if connection is None:
             raise CommandError("not connected")
         return connection.call(SimControl(text), timeout)
+
+    @property
+    def _connection(self) -> HandpieceConnection | None:
+        """The identified connection (the tests reach the simulator through it)."""
+        return self._links.connection
 
     # ---- snapshots --------------------------------------------------------------------------
     @property
@@ -272,7 +254,8 @@ class ControllerRunner:
                 self._durable(item.written)
                 dirty = True
             elif isinstance(item, Opened | OpenFailed):
-                self._opened(item)
+                if (taken := self._links.taken(item, self.clock())) is not None:
+                    self._feed(taken)
                 dirty = True
             elif isinstance(item, _Call):
                 try:
@@ -286,7 +269,7 @@ class ControllerRunner:
             if now >= next_tick:
                 if not isinstance(item, Tick):
                     self._feed(Tick())
-                self._maybe_reopen(now)
+                self._links.maybe_reopen(now)
                 next_tick = now + self.tick_s
                 dirty = True
             if dirty and (
@@ -303,7 +286,7 @@ class ControllerRunner:
             actions = self.controller.handle(event, self.clock())
             self._execute(actions)
             if isinstance(event, ConnectionCrashed):
-                self._reopen_at = self.clock()
+                self._links.reopen_at = self.clock()
         except Exception as exc:
             self._fail_safe(exc)
 
@@ -314,14 +297,9 @@ class ControllerRunner:
                 case Send():
                     self._send(action)
                 case OpenLink():
-                    self._open(reconnect=False)
+                    self._links.open(reconnect=False)
                 case CloseLink():
-                    opening, self._opening = self._opening, None
-                    if opening is not None:
-                        opening.drop()
-                    if self._connection is not None:
-                        self._connection.close()
-                        self._connection = None
+                    self._links.close()
                 case ReadCalibration():
                     self.calibration.want(action.info)
                 case RecordShot():
@@ -347,7 +325,7 @@ class ControllerRunner:
             self._feed(ShotsDurable(upto))
 
     def _send(self, action: Send) -> None:
-        connection = self._connection
+        connection = self._links.connection
         if connection is None:
             self._queue.put(CommandLost(action.token, "not connected"))
             return
@@ -363,42 +341,9 @@ class ControllerRunner:
 
         future.add_done_callback(done)
 
-    def _open(self, *, reconnect: bool) -> None:
-        """Open the URL off this thread (HELLO blocks); the result comes back on the queue."""
-        if self._opening is not None:
-            return  # one at a time: that one reports
-        opening = LinkOpening(self._factory, self.url, self._on_notification, reconnect=reconnect)
-        self._opening = opening
-        opening.start(self._queue.put, self.calibration.read_now)
-
-    def _opened(self, item: Opened | OpenFailed) -> None:
-        opening = item.opening
-        if opening is not self._opening:
-            opening.drop()  # closed or disconnected meanwhile
-            return
-        if isinstance(item, OpenFailed):
-            self._opening = None
-            if opening.reconnect:
-                self._reopen_at = self.clock() + REOPEN_S
-            else:
-                self._feed(LinkOpenFailed(item.error))
-            return
-        self._connection = opening.connection  # before _opening is cleared: see _stop_now
-        self._opening = None
-        self._feed(Reconnected(item.info) if opening.reconnect else LinkOpened(item.info))
-
-    def _maybe_reopen(self, now: float) -> None:
-        """After a connection crash its reader thread is gone: open a new connection."""
-        if self._reopen_at is None or now < self._reopen_at or self._opening is not None:
-            return
-        self._reopen_at = None
-        old, self._connection = self._connection, None
-        if old is not None:
-            old.close()
-        self._open(reconnect=True)
-
     def _on_notification(self, notification: Notification) -> None:
-        """From the connection's reader thread: onto the queue, nothing else."""
+        """From a connection's reader thread, or from the thread opening it (what it reported
+        during open(), handed over after Opened): onto the queue, nothing else."""
         if isinstance(notification, Reply):
             if isinstance(notification.command, Heartbeat):
                 self._queue.put(notification)  # the heartbeat's STATUS keeps the view fresh
@@ -409,9 +354,9 @@ class ControllerRunner:
 
     def _fail_safe(self, exc: BaseException) -> None:
         """SR-10: DISARM straight to the wire, then FAULT in the core."""
-        connection = self._connection
+        connection = self._links.connection
         with contextlib.suppress(Exception):
-            self._stop_now(Disarm())
+            self._links.stop_now(Disarm())
         error = f"{type(exc).__name__}: {exc}"
         actions = self.controller.handle(InternalError(error), self.clock())
         for action in actions:
