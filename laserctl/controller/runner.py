@@ -47,7 +47,8 @@ from drivers.protocol import (
 )
 
 from .calibration_reader import CalibrationReader
-from .core import CalibrationSource, Controller, training_calibration
+from .core import Controller
+from .dosing import CalibrationSource, training_calibration
 from .events import (
     Action,
     CloseLink,
