@@ -219,8 +219,11 @@ class HandpieceConnection:
 
     def close(self) -> None:
         self._closed.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
+        thread = self._thread
+        # open() on another thread may have made the reader but not started it yet: it then
+        # starts, sees the connection closed and ends at once; there is nothing to wait for.
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
         with self._lock:
             if self._transport is not None:
                 self._transport.close()

@@ -55,6 +55,7 @@ from laserctl.controller.events import (
     ReadCalibration,
     RecordShot,
     Send,
+    ShotsDurable,
     Tick,
 )
 from laserctl.controller.shots import MemoryShotStore
@@ -91,6 +92,9 @@ class Bench:
     device_frames: Callable[[Message], bool] | None = None
     # Every handle() call as (bench time, event, the actions it returned), when a list is given.
     trace: list[tuple[float, ControllerEvent, list[Action]]] | None = None
+    # The shot writer's completions held back (make_durable() reports them): a group commit
+    # still on its way to the disk. Otherwise a RecordShot is durable once its batch has run.
+    hold_durable: bool = False
 
     def __post_init__(self) -> None:
         self.sim = SimulatedHandpiece(self.handpiece, seed=self.seed, serial=self.serial, now=0.0)
@@ -99,6 +103,8 @@ class Bench:
         self.link: HostLink | None = None
         self._tokens: dict[int, int] = {}
         self.calibration_reads: list[DeviceInfo] = []  # held back (hold_calibration)
+        self.stored = 0  # the last RecordShot ticket stored
+        self.durable = 0  # the last ticket reported durable (ShotsDurable)
 
     # ---- driving --------------------------------------------------------------------------
     def feed(self, event: ControllerEvent) -> list[Action]:
@@ -106,7 +112,14 @@ class Bench:
         if self.trace is not None:
             self.trace.append((self.now, event, actions))
         self.execute(actions)
+        if self.stored > self.durable and not self.hold_durable:
+            self.make_durable()
         return actions
+
+    def make_durable(self, upto_ticket: int | None = None) -> None:
+        """The shot writer reports every record up to `upto_ticket` (all stored) durable."""
+        self.durable = self.stored if upto_ticket is None else upto_ticket
+        self.feed(ShotsDurable(self.durable))
 
     def operator(self, event: ControllerEvent) -> list[Action]:
         actions = self.feed(event)
@@ -188,6 +201,7 @@ class Bench:
                         self.feed(CommandLost(token, "link closed"))
                 case RecordShot():
                     self.store.record(action.record)
+                    self.stored = action.ticket
                 case ReadCalibration():
                     if self.hold_calibration:
                         self.calibration_reads.append(action.info)

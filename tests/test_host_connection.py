@@ -335,3 +335,40 @@ def test_a_subscriber_that_fails_on_an_early_event_leaves_no_half_open_connectio
     stop = conn.send(Disarm())  # not onto the HELLO's link and then forgotten
     assert isinstance(stop.exception(timeout=1.0), LinkDown)
     conn.close()
+
+
+def test_close_while_open_is_starting_the_reader(
+    tcp_sim: TcpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() from another thread between open() making its reader thread and starting it
+    (the console closing while a link is being opened): no RuntimeError from joining a thread
+    not started, and the reader, once started, ends at once."""
+    conn = HandpieceConnection(tcp_sim.url, reconnect=False)
+    errors: list[BaseException] = []
+
+    class LateStart(threading.Thread):
+        def start(self) -> None:
+            def close() -> None:
+                try:
+                    conn.close()
+                except BaseException as exc:
+                    errors.append(exc)
+
+            closer = threading.Thread(target=close)
+            closer.start()
+            closer.join(5.0)
+            super().start()
+
+    monkeypatch.setattr(
+        "drivers.host.threading",
+        type(
+            "T", (), {"Thread": LateStart, "current_thread": staticmethod(threading.current_thread)}
+        ),
+    )
+    conn.open()
+    assert errors == []
+    reader = conn._thread
+    assert reader is not None
+    reader.join(2.0)
+    assert not reader.is_alive()
+    assert not conn.connected

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from drivers.protocol import DeviceInfo
 
-from .core import CalibrationSource
+from .dosing import CalibrationSource
 from .events import CalibrationLoaded, InternalError
 
 REFRESH_S = 10.0

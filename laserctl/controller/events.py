@@ -3,10 +3,11 @@
 In: operator commands (below), the results of commands it asked to send (CommandDone,
 CommandLost), the link's notifications as drivers reports them (DeviceEvent, EventGap,
 FrameRejected, LinkSilent, Reply for heartbeats, TransportLost, Reconnected,
-ConnectionCrashed), LinkOpened/LinkOpenFailed, CalibrationLoaded, InternalError, and Tick.
+ConnectionCrashed), LinkOpened/LinkOpenFailed, CalibrationLoaded, ShotsDurable, InternalError,
+and Tick.
 
 Out: actions for the I/O layer to carry out in order: Send a command, OpenLink, CloseLink,
-RecordShot (durable before the next action runs), ReadCalibration, Note (a log line).
+RecordShot (stored, then reported back as ShotsDurable), ReadCalibration, Note (a log line).
 """
 
 from __future__ import annotations
@@ -144,6 +145,15 @@ class CommandLost:
 
 
 @dataclass(frozen=True, slots=True)
+class ShotsDurable:
+    """Every RecordShot up to ticket `upto_ticket` is stored durably: what the shot writer's
+    completion (or a store that writes at once) reports. Only then does the core acknowledge
+    those shots to the device (SHOT_ACK, SR-11)."""
+
+    upto_ticket: int
+
+
+@dataclass(frozen=True, slots=True)
 class InternalError:
     """An exception outside the core (I/O, recording, publishing): disarm and FAULT (SR-10)."""
 
@@ -172,6 +182,7 @@ ControllerEvent = (
     | LinkOpened
     | LinkOpenFailed
     | CalibrationLoaded
+    | ShotsDurable
     | CommandDone
     | CommandLost
     | InternalError
@@ -202,9 +213,11 @@ class CloseLink:
 
 @dataclass(frozen=True, slots=True)
 class RecordShot:
-    """Store durably; a failure must stop the remaining actions (the SHOT_ACK after it)."""
+    """Store durably, then report ShotsDurable(ticket) (or a later ticket: they are stored in
+    order); a failure must never be reported as durable."""
 
     record: ShotRecord
+    ticket: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,10 +34,8 @@ from drivers.host import (
     ConnectionCrashed,
     HandpieceConnection,
     Notification,
-    Reconnected,
 )
 from drivers.protocol import (
-    Command,
     CommandFailed,
     DeviceInfo,
     Disarm,
@@ -45,12 +43,12 @@ from drivers.protocol import (
     Heartbeat,
     Reply,
     Response,
-    ShotAck,
     SimControl,
 )
 
 from .calibration_reader import CalibrationReader
-from .core import CalibrationSource, Controller, training_calibration
+from .core import Controller
+from .dosing import CalibrationSource, training_calibration
 from .events import (
     Action,
     CloseLink,
@@ -58,8 +56,6 @@ from .events import (
     CommandLost,
     ControllerEvent,
     InternalError,
-    LinkOpened,
-    LinkOpenFailed,
     Note,
     OpenLink,
     ReadCalibration,
@@ -67,9 +63,10 @@ from .events import (
     RequestDisarm,
     RequestEStop,
     Send,
+    ShotsDurable,
     Tick,
 )
-from .link_opening import ConnectionFactory, LinkOpening, Opened, OpenFailed
+from .link_opening import ConnectionFactory, Connections, Opened, OpenFailed
 from .shots import MemoryShotStore, ShotStore
 from .snapshot import Snapshot, SnapshotBoard
 from .table import State
@@ -85,7 +82,6 @@ TICK_S = 0.02  # timer resolution of the core: inactivity, ready countdown
 # the queue runs empty or the state changes. A snapshot costs ~50 us: one per shot would be
 # most of a shot's CPU at a few thousand shots a second.
 PUBLISH_S = 0.02
-REOPEN_S = 1.0  # after a connection crash, how often to try a new one
 
 
 def default_connection(url: str, on_event: Callable[[Notification], None]) -> HandpieceConnection:
@@ -105,9 +101,9 @@ _STOP = object()
 
 @dataclass(frozen=True, slots=True)
 class _Durable:
-    """From the group-commit writer: every shot up to `ticket` is on disk."""
+    """From the group-commit writer: every record up to its ticket `written` is on disk."""
 
-    ticket: int
+    written: int
 
 
 class ControllerRunner:
@@ -132,22 +128,24 @@ class ControllerRunner:
         self.controller = controller
         self.store: ShotStore = store if store is not None else MemoryShotStore()
         self.clock = clock
-        self._factory = connection_factory
         self.tick_s = tick_s
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()  # C: ~4x a Queue
-        self._connection: HandpieceConnection | None = None  # identified, the core's
-        self._opening: LinkOpening | None = None  # being opened (HELLO), off this thread
-        self._reopen_at: float | None = None
         self.calibration = CalibrationReader(calibration, self._queue.put, wall_clock=wall_clock)
+        self._links = Connections(
+            connection_factory,
+            url,
+            self._on_notification,
+            self._queue.put,
+            self.calibration.read_now,
+        )
         self._board = SnapshotBoard(controller.snapshot(0))
         self.notes: deque[Note] = deque(maxlen=10_000)
         self.on_note: Callable[[Note], None] | None = None
         self._thread: threading.Thread | None = None
-        # Group commit (SR-11): shots go to the writer thread; a SHOT_ACK waits here until
-        # every shot submitted before it is durable.
+        # Group commit (SR-11): shots go to the writer thread, whose completion the core hears
+        # as ShotsDurable; (writer ticket, RecordShot ticket) of the shots still on their way.
         self._writer = writer
-        self._last_ticket = 0
-        self._held_acks: list[tuple[int, Send]] = []
+        self._writing: deque[tuple[int, int]] = deque()
         if writer is not None:
             writer.on_durable = lambda ticket: self._queue.put(_Durable(ticket))
             writer.on_error = lambda error: self._queue.put(
@@ -162,23 +160,12 @@ class ControllerRunner:
 
     def close(self, timeout: float = 2.0) -> None:
         """Disarm, stop the owner thread, close the link."""
-        connection = self._connection
-        if connection is not None and connection.connected:
-            with contextlib.suppress(CommandError):
-                connection.call(Disarm(), timeout=0.5)
-        opening = self._opening
-        if opening is not None:
-            opening.connection.send(Disarm())  # a transport still waiting for HELLO
+        self._links.disarm()
         self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout)
         self.calibration.close()
-        opening, self._opening = self._opening, None
-        if opening is not None:
-            opening.drop()
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._links.close()
 
     def __enter__(self) -> ControllerRunner:
         self.start()
@@ -195,25 +182,15 @@ class ControllerRunner:
         """ESTOP on the wire now, from this thread, on every open transport (SR-03), then
         through the core."""
         try:
-            self._stop_now(EStop())
+            self._links.stop_now(EStop())
         finally:
             self.submit(RequestEStop())
 
     def disarm(self) -> None:
         try:
-            self._stop_now(Disarm())
+            self._links.stop_now(Disarm())
         finally:
             self.submit(RequestDisarm())
-
-    def _stop_now(self, command: Command) -> None:
-        """DISARM or ESTOP to the identified connection and to one being opened: a transport
-        that is open but has not answered HELLO yet takes it too (HandpieceConnection)."""
-        opening = self._opening  # read first: the owner thread sets _connection, then clears it
-        connection = self._connection
-        if connection is not None:
-            connection.send(command)
-        if opening is not None and opening.connection is not connection:
-            opening.connection.send(command)
 
     def refresh_calibration(self) -> None:
         """Read the handpiece's calibration again now (e.g. after a service calibration)."""
@@ -238,10 +215,15 @@ class ControllerRunner:
 
     def sim_control(self, text: str, timeout: float = 1.0) -> Response:
         """A fault-injection command to a simulated handpiece (NAK UNSUPPORTED on hardware)."""
-        connection = self._connection
+        connection = self._links.connection
         if connection is None:
             raise CommandError("not connected")
         return connection.call(SimControl(text), timeout)
+
+    @property
+    def _connection(self) -> HandpieceConnection | None:
+        """The identified connection (the tests reach the simulator through it)."""
+        return self._links.connection
 
     # ---- snapshots --------------------------------------------------------------------------
     @property
@@ -270,9 +252,11 @@ class ControllerRunner:
             if item is _STOP:
                 return
             if isinstance(item, _Durable):
-                self._release_acks(item.ticket)
+                self._durable(item.written)
+                dirty = True
             elif isinstance(item, Opened | OpenFailed):
-                self._opened(item)
+                if (taken := self._links.taken(item, self.clock())) is not None:
+                    self._feed(taken)
                 dirty = True
             elif isinstance(item, _Call):
                 try:
@@ -286,7 +270,7 @@ class ControllerRunner:
             if now >= next_tick:
                 if not isinstance(item, Tick):
                     self._feed(Tick())
-                self._maybe_reopen(now)
+                self._links.maybe_reopen(now)
                 next_tick = now + self.tick_s
                 dirty = True
             if dirty and (
@@ -303,51 +287,46 @@ class ControllerRunner:
             actions = self.controller.handle(event, self.clock())
             self._execute(actions)
             if isinstance(event, ConnectionCrashed):
-                self._reopen_at = self.clock()
+                self._links.reopen_at = self.clock()
         except Exception as exc:
             self._fail_safe(exc)
 
     def _execute(self, actions: list[Action]) -> None:
-        for action in actions:  # in order: a failing RecordShot stops the SHOT_ACK after it
+        stored = 0  # the last RecordShot the store took at once (no writer)
+        for action in actions:  # in order; a failing one stops the rest (SR-10)
             match action:
-                case Send(command=ShotAck()) if (
-                    self._writer is not None and self._writer.durable < self._last_ticket
-                ):
-                    self._held_acks.append((self._last_ticket, action))
                 case Send():
                     self._send(action)
                 case OpenLink():
-                    self._open(reconnect=False)
+                    self._links.open(reconnect=False)
                 case CloseLink():
-                    opening, self._opening = self._opening, None
-                    if opening is not None:
-                        opening.drop()
-                    if self._connection is not None:
-                        self._connection.close()
-                        self._connection = None
+                    self._links.close()
                 case ReadCalibration():
                     self.calibration.want(action.info)
                 case RecordShot():
                     if self._writer is not None:
-                        self._last_ticket = self._writer.submit_shot(action.record)
+                        written = self._writer.submit_shot(action.record)
+                        self._writing.append((written, action.ticket))
                     else:
-                        self.store.record(action.record)
+                        self.store.record(action.record)  # durable when it returns
+                        stored = action.ticket
                 case Note():
                     self.notes.append(action)
                     if self.on_note is not None:
                         self.on_note(action)
+        if stored:
+            self._feed(ShotsDurable(stored))
 
-    def _release_acks(self, durable: int) -> None:
-        ready = [a for t, a in self._held_acks if t <= durable]
-        self._held_acks = [(t, a) for t, a in self._held_acks if t > durable]
-        for action in ready:
-            try:
-                self._send(action)
-            except Exception as exc:
-                self._fail_safe(exc)
+    def _durable(self, written: int) -> None:
+        """The writer committed up to its ticket `written`: the shots in it are ShotsDurable."""
+        upto = 0
+        while self._writing and self._writing[0][0] <= written:
+            upto = self._writing.popleft()[1]
+        if upto:
+            self._feed(ShotsDurable(upto))
 
     def _send(self, action: Send) -> None:
-        connection = self._connection
+        connection = self._links.connection
         if connection is None:
             self._queue.put(CommandLost(action.token, "not connected"))
             return
@@ -363,42 +342,9 @@ class ControllerRunner:
 
         future.add_done_callback(done)
 
-    def _open(self, *, reconnect: bool) -> None:
-        """Open the URL off this thread (HELLO blocks); the result comes back on the queue."""
-        if self._opening is not None:
-            return  # one at a time: that one reports
-        opening = LinkOpening(self._factory, self.url, self._on_notification, reconnect=reconnect)
-        self._opening = opening
-        opening.start(self._queue.put, self.calibration.read_now)
-
-    def _opened(self, item: Opened | OpenFailed) -> None:
-        opening = item.opening
-        if opening is not self._opening:
-            opening.drop()  # closed or disconnected meanwhile
-            return
-        if isinstance(item, OpenFailed):
-            self._opening = None
-            if opening.reconnect:
-                self._reopen_at = self.clock() + REOPEN_S
-            else:
-                self._feed(LinkOpenFailed(item.error))
-            return
-        self._connection = opening.connection  # before _opening is cleared: see _stop_now
-        self._opening = None
-        self._feed(Reconnected(item.info) if opening.reconnect else LinkOpened(item.info))
-
-    def _maybe_reopen(self, now: float) -> None:
-        """After a connection crash its reader thread is gone: open a new connection."""
-        if self._reopen_at is None or now < self._reopen_at or self._opening is not None:
-            return
-        self._reopen_at = None
-        old, self._connection = self._connection, None
-        if old is not None:
-            old.close()
-        self._open(reconnect=True)
-
     def _on_notification(self, notification: Notification) -> None:
-        """From the connection's reader thread: onto the queue, nothing else."""
+        """From a connection's reader thread, or from the thread opening it (what it reported
+        during open(), handed over after Opened): onto the queue, nothing else."""
         if isinstance(notification, Reply):
             if isinstance(notification.command, Heartbeat):
                 self._queue.put(notification)  # the heartbeat's STATUS keeps the view fresh
@@ -409,9 +355,9 @@ class ControllerRunner:
 
     def _fail_safe(self, exc: BaseException) -> None:
         """SR-10: DISARM straight to the wire, then FAULT in the core."""
-        connection = self._connection
+        connection = self._links.connection
         with contextlib.suppress(Exception):
-            self._stop_now(Disarm())
+            self._links.stop_now(Disarm())
         error = f"{type(exc).__name__}: {exc}"
         actions = self.controller.handle(InternalError(error), self.clock())
         for action in actions:

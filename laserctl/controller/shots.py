@@ -1,13 +1,14 @@
 """The store shot records go to, and the ledger that keeps the device's shot counter honest.
 (ShotRecord itself is laserctl.shotrecord, a leaf the shot log imports too.)
 
-The store is an interface: the shot-log issue replaces MemoryShotStore with a durable,
-append-only one. The controller sends SHOT_ACK up to a shot only after the store took every
-shot up to it (SR-11).
+The store is an interface (laserctl.records is the durable one). The ledger also keeps which
+RecordShot tickets are not durable yet: the core sends SHOT_ACK up to a shot only after a
+ShotsDurable event said every shot up to it is stored (SR-11); `ackable` is that mark.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from enum import StrEnum
 from typing import Protocol
 
@@ -55,6 +56,9 @@ class ShotLedger:
         self.epoch_start = 0  # device counter when the session (or a counter reset) began
         self.fired_before = 0  # shots the device fired in earlier counter epochs
         self.device_count: int | None = None  # the device counter as last reported
+        self.tickets = 0  # RecordShot actions asked for, numbered from 1
+        # (ticket, upto before its shot was accepted) of the records not durable yet, in order
+        self._undurable: deque[tuple[int, int | None]] = deque()
 
     @property
     def has_baseline(self) -> bool:
@@ -79,6 +83,31 @@ class ShotLedger:
             return Accept.NEW
         self.ahead.add(shot_no)
         return Accept.AHEAD
+
+    def to_record(self, upto_before: int | None) -> int:
+        """A RecordShot is asked for; `upto_before` is the mark before its shot was accepted.
+        Returns its ticket, which a ShotsDurable event names once it is stored."""
+        self.tickets += 1
+        self._undurable.append((self.tickets, upto_before))
+        return self.tickets
+
+    def durable(self, upto_ticket: int) -> None:
+        """Every record up to `upto_ticket` is stored (the writer commits them in order)."""
+        undurable = self._undurable
+        while undurable and undurable[0][0] <= upto_ticket:
+            undurable.popleft()
+
+    @property
+    def ackable(self) -> int | None:
+        """The highest shot the device may forget: every shot up to it is durable here (or
+        needed no record: acknowledged before the session, a hole given up). The mark before
+        the oldest record still waiting, never beyond `upto`."""
+        if self.upto is None:
+            return None
+        if not self._undurable:
+            return self.upto
+        before = self._undurable[0][1]
+        return None if before is None else min(before, self.upto)
 
     @property
     def missing(self) -> bool:
