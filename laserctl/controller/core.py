@@ -246,6 +246,7 @@ class Controller(Journal):
                     self._fire("inactivity")  # refused (its guard) until READY went unused
             case DeviceEvent():
                 link.answered(self)
+                self.ledger.last_event = event.event.event_no
                 if isinstance(event.event, Shot):
                     self._on_shot(event.event)
                 else:
@@ -265,7 +266,7 @@ class Controller(Journal):
             case EventGap():
                 self.note("warning", f"device events {event.expected}..{event.received - 1} lost")
                 self.send(GetStatus())
-                intake.recover_shots(self)
+                intake.events_lost(self)
             case FrameRejected():
                 self.frames_rejected += 1
             case LinkOpened() | LinkOpenFailed() | Reconnected():
@@ -430,8 +431,7 @@ class Controller(Journal):
         self.disarm_now()
         if self.state is State.ESTOP:
             self._effect_send_estop()  # the one sent while the link was down may have given up
-        self.ledger.recovering = False
-        self.ledger.replays_due = 0
+        self.ledger.reset_recovery()
         intake.recover_shots(self)
         token = self.send(GetStatus())
         if not self.ledger.has_baseline:

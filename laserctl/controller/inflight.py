@@ -22,6 +22,10 @@ class InFlight:
         self.ack: int | None = None  # SHOT_ACK: one at a time (SR-11)
         self.params: int | None = None
         self.baseline: int | None = None  # the GET_STATUS whose shot counter starts the ledger
+        self.recheck: int | None = None  # the GET_STATUS asked because a STATUS looked stale
+        # For each GET_STATUS in flight, the shot ledger's mark when it was sent: its answer
+        # is made after that, so a counter below the mark went back for real (reaction.py).
+        self.status_marks: dict[int, int | None] = {}
 
     def token(self, command: Command) -> int:
         token = self._next
@@ -33,12 +37,19 @@ class InFlight:
         """The command `token` stood for, no longer in flight (None: not ours, or abandoned)."""
         return self.pending.pop(token, None)
 
+    def status_mark(self, token: int) -> int | None:
+        """The shot mark when the GET_STATUS `token` was sent (None: not known)."""
+        if token == self.recheck:
+            self.recheck = None
+        return self.status_marks.pop(token, None)
+
     def abandon(self) -> None:
         """The link is gone: nothing sent is coming back (its results may still arrive as
         CommandLost and are ignored then)."""
         self.pending.clear()
         self.arm = self.disarm = self.estop = self.reset = self.self_test = None
-        self.ack = self.params = self.baseline = None
+        self.ack = self.params = self.baseline = self.recheck = None
+        self.status_marks.clear()
 
     def awaiting(self) -> tuple[str, ...]:
         """The control commands still waiting for their answer, by name (the view)."""

@@ -24,7 +24,9 @@ def on_shot(core: Core, shot: Shot) -> None:
     assert core.plan is not None
     ledger = core.ledger
     replay = bool(shot.flags & Shot.FLAG_REPLAY)
-    if replay and ledger.replays_due > 0:
+    if replay and ledger.recovering:
+        ledger.replays_early += 1  # ahead of its SHOTS_PENDING (ShotLedger.replays_early)
+    elif replay and ledger.replays_due > 0:
         ledger.replays_due -= 1
     upto_before = ledger.upto
     accepted = ledger.accept(shot.shot_no, replay)
@@ -132,13 +134,49 @@ def recover_shots(core: Core) -> None:
     ledger = core.ledger
     if not (core.connected and core.link_alive) or ledger.recovering:
         return
+    ledger.reset_recovery()
     ledger.recovering = True
     core.send(ShotsSince(ledger.upto if ledger.upto is not None else 0))
 
 
-def recovery_done(core: Core) -> None:
+def events_lost(core: Core) -> None:
+    """Device events were lost on the way (EventGap): they may have been shots, or replays of
+    a re-read under way, which are then not waited for; what is missing is read again."""
+    ledger = core.ledger
+    if ledger.recovering:
+        ledger.replays_lost = True
+    elif ledger.replays_due > 0:
+        ledger.replays_due = 0
+        recovery_done(core)
+    recover_shots(core)
+
+
+def replays_lost_by_status(core: Core, last_event: int) -> None:
+    """A STATUS naming a device event later than the last one processed: every event before
+    it was sent before it, so replays still awaited were lost (EventGap only tells once a
+    later event arrives)."""
+    ledger = core.ledger
+    if ledger.replays_due > 0 and not ledger.recovering and last_event > ledger.last_event:
+        ledger.replays_due = 0
+        recovery_done(core)
+
+
+def device_keeps(core: Core, shot_no: int) -> bool:
+    """The device still holds shot_no unacknowledged, by its last STATUS."""
+    status = core.status
+    return status is not None and status.unacked > 0 and shot_no > status.shot_no - status.unacked
+
+
+def recovery_done(core: Core, *, kept_none: bool = False) -> None:
+    """A re-read has brought what it will. Shots still missing that the device keeps are read
+    again (a replay was lost on the way); those it no longer keeps (kept_none: its answer said
+    so) are a hole given up, latching FAULT."""
     ledger = core.ledger
     if ledger.has_baseline and ledger.missing:
+        assert ledger.upto is not None
+        if not kept_none and device_keeps(core, ledger.upto + 1):
+            recover_shots(core)
+            return
         first, last = ledger.skip_hole()
         core.latch(
             Cause(

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers.protocol import Command, Disarm
+from drivers.protocol import Command, Disarm, GetStatus
 
 from .causes import Cause, FaultRecord, Refusal
 from .events import Action, Note, Send
 from .inflight import InFlight
+from .shots import ShotLedger
 from .table import State
 
 
 class Journal:
     now: float
     connected: bool
+    ledger: ShotLedger
 
     def __init__(self) -> None:
         self._actions: list[Action] = []
@@ -55,6 +57,8 @@ class Journal:
         if not self.connected:
             return None
         token = self.inflight.token(command)
+        if isinstance(command, GetStatus):
+            self.inflight.status_marks[token] = self.ledger.upto
         self._actions.append(Send(command, token))
         return token
 

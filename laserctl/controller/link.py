@@ -64,5 +64,4 @@ def abandon(core: Core) -> None:
     under way."""
     core.inflight.abandon()
     core.params_confirmed = False
-    core.ledger.recovering = False
-    core.ledger.replays_due = 0
+    core.ledger.reset_recovery()

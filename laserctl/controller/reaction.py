@@ -17,6 +17,7 @@ from drivers.protocol import (
     DeviceState,
     Fault,
     FaultCode,
+    GetStatus,
     Interlock,
     StatusBody,
     StatusChanged,
@@ -33,7 +34,7 @@ from ..safety.interlocks import (
 )
 from .causes import Cause, CauseKind, device_fault_cause, device_state, fault_code, interlock_bit
 from .context import Core
-from .intake import count_shots_in_doubt, recover_shots
+from .intake import count_shots_in_doubt, recover_shots, replays_lost_by_status
 from .table import ARMED, LATCHED, State
 
 
@@ -41,7 +42,7 @@ def on_device_event(core: Core, event: object) -> None:
     """A device event other than a shot (the core gives those to intake.py)."""
     match event:
         case StatusChanged():
-            on_status(core, event.body)
+            on_status(core, event.body, made_after=core.ledger.upto)  # events come in order
         case Fault():
             on_fault(core, event)
         case Boot():
@@ -51,15 +52,27 @@ def on_device_event(core: Core, event: object) -> None:
                 core.latch(Cause(CauseKind.REBOOT, "the device rebooted (BOOT event)"))
 
 
-def on_status(core: Core, body: StatusBody) -> None:
+def on_status(core: Core, body: StatusBody, *, made_after: int | None = None) -> None:
     """A STATUS (answer, event or the heartbeat's): the shot counter checked against the
-    ledger (SR-11), the grant settled (SR-08), the device's state and interlocks reacted to."""
+    ledger (SR-11), the grant settled (SR-08), the device's state and interlocks reacted to.
+
+    `made_after`: the ledger's mark at a moment known to precede the status (a STATUS_CHANGED
+    event: now, events come in order; a GET_STATUS answer: when it was sent; a heartbeat's:
+    unknown). A counter below it went back for real. A counter below the mark but not below
+    that may be a status older than shots already processed: an answer repeated from the
+    device's answer cache after its first copy was lost. Such a status is set aside, and a
+    new GET_STATUS asked, whose answer is made after the shots we have."""
+    ledger = core.ledger
+    older = ledger.has_baseline and ledger.upto is not None and body.shot_no < ledger.upto
+    if older and (made_after is None or body.shot_no >= made_after):
+        if core.inflight.recheck is None:
+            core.inflight.recheck = core.send(GetStatus())
+        return
     previous = core.status
     core.status = body
-    ledger = core.ledger
     if ledger.has_baseline and ledger.upto is not None:
-        # The stream is in order: a status never predates a shot already processed, so a
-        # counter below the durable mark went back (a reboot that lost it, SR-11).
+        # Below a mark that preceded the status: the device's counter went back (a reboot
+        # that lost it, SR-11).
         if body.shot_no < ledger.upto:
             old = ledger.upto
             count_shots_in_doubt(core, "lost its shot counter")
@@ -72,6 +85,7 @@ def on_status(core: Core, body: StatusBody) -> None:
             )
         else:
             ledger.device_count = max(ledger.device_count or 0, body.shot_no)
+            replays_lost_by_status(core, body.event_no)
             if ledger.missing and ledger.replays_due == 0:
                 recover_shots(core)
     core.grants.settle(body, core.ledger)

@@ -73,18 +73,17 @@ def on_done(core: Core, token: int, response: Response) -> None:
                 core.inflight.params = None
                 core.params_confirmed = True
         case ShotsSince():
-            if isinstance(response, ShotsPending):
-                core.ledger.recovering = False
-                core.ledger.replays_due = response.count
-                if response.count == 0:
-                    recovery_done(core)
+            pending = response.count if isinstance(response, ShotsPending) else None
+            if pending is not None and core.ledger.replays_answered(pending) == 0:
+                recovery_done(core, kept_none=pending == 0)
         case GetStatus():
+            made_after = core.inflight.status_mark(token)
             if isinstance(response, Status):
                 if token == core.inflight.baseline:
                     core.inflight.baseline = None
                     if not core.ledger.has_baseline:
                         core.ledger.set_baseline(response.body.shot_no)
-                on_status(core, response.body)
+                on_status(core, response.body, made_after=made_after)
                 maybe_ack(core)
         case ShotAck():
             if token == core.inflight.ack:
@@ -145,10 +144,11 @@ def on_lost(core: Core, token: int, error: str) -> None:
             core.inflight.params = None
             core.params_confirmed = False
         case ShotsSince():
-            core.ledger.recovering = False
+            core.ledger.reset_recovery()
         case ShotAck():
             core.inflight.ack = None
         case GetStatus():
+            core.inflight.status_mark(token)
             if token == core.inflight.baseline:
                 core.inflight.baseline = None
 

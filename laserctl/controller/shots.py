@@ -53,6 +53,13 @@ class ShotLedger:
         self.acked = 0
         self.replays_due = 0  # replayed shots still to come after a SHOTS_PENDING
         self.recovering = False  # a SHOTS_SINCE is out and its SHOTS_PENDING not yet back
+        # A SHOTS_PENDING whose first copy was lost on the way is answered again from the
+        # device's answer cache after its replays went out: replays seen while it is awaited
+        # are counted off the count it brings, and device events lost meanwhile may have been
+        # replays (they are then not waited for).
+        self.replays_early = 0
+        self.replays_lost = False
+        self.last_event = 0  # number of the last device event processed
         self.epoch_start = 0  # device counter when the session (or a counter reset) began
         self.fired_before = 0  # shots the device fired in earlier counter epochs
         self.device_count: int | None = None  # the device counter as last reported
@@ -68,6 +75,19 @@ class ShotLedger:
         self.upto = shot_no
         self.epoch_start = shot_no
         self.device_count = shot_no
+
+    def reset_recovery(self) -> None:
+        """No re-read under way: nothing asked, nothing due."""
+        self.recovering = False
+        self.replays_due = self.replays_early = 0
+        self.replays_lost = False
+
+    def replays_answered(self, count: int) -> int:
+        """SHOTS_PENDING(count) is back: how many replays are still to come."""
+        due = 0 if self.replays_lost else max(0, count - self.replays_early)
+        self.reset_recovery()
+        self.replays_due = due
+        return due
 
     def accept(self, shot_no: int, replay: bool) -> Accept:
         if self.upto is None:
