@@ -32,6 +32,7 @@ class PastSession:
     shots: int
     fluence_j_cm2: float  # summed over the session's shots
     ended: bool
+    console: str = ""  # the console that ran it, when known from the central store (issue 14)
 
 
 @dataclass(frozen=True, slots=True)
