@@ -16,17 +16,24 @@ override), it never hangs in front of the patient.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from laserctl.records.course_check import (
     DECISION_EVENT,
     CentralCourse,
     CentralUnreachable,
+    CourseAuthority,
     OpenedCourse,
 )
 from laserctl.records.courses import PastSession
+from laserctl.records.patients import check_patient_id
+
+if TYPE_CHECKING:
+    from laserctl.records import RecordStore
 
 TIMEOUT_S = 3.0
 ENV_FLEET_URL = "LASERCTL_FLEET_URL"
@@ -188,3 +195,75 @@ class Decision:
             "message": self.message,
             **self.data,
         }
+
+
+class Remembered:
+    """An authority whose answers are remembered for `seconds`, for what is only shown (the
+    patient screen checks the rules at every key typed into the patient ID): an unreachable
+    store is not waited for again at every key. Never for the decision: a session start
+    asks the authority itself."""
+
+    def __init__(
+        self,
+        authority: CourseAuthority,
+        seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.authority = authority
+        self.seconds = seconds
+        self._clock = clock
+        self._answers: dict[str, tuple[float, CentralCourse]] = {}
+        self._silent: tuple[float, CentralUnreachable] | None = None
+
+    @property
+    def where(self) -> str:
+        return self.authority.where
+
+    def course_of(self, patient: str) -> CentralCourse:
+        now = self._clock()
+        if self._silent is not None and now - self._silent[0] < self.seconds:
+            raise self._silent[1]
+        known = self._answers.get(patient)
+        if known is not None and now - known[0] < self.seconds:
+            return known[1]
+        try:
+            answer = self.authority.course_of(patient)
+        except CentralUnreachable as exc:
+            self._silent = (now, exc)
+            raise
+        self._silent = None
+        self._answers[patient] = (now, answer)
+        return answer
+
+
+def course_summary(
+    store: RecordStore, patient: str, authority: CourseAuthority | None
+) -> tuple[dict[str, object], str]:
+    """What `laserctl course show` prints, across consoles when `authority` is given, and a
+    note saying what the central store added (or why it could not: this console's sessions
+    only). UnknownRecord when no console knows the patient."""
+    from laserctl.records import UnknownRecord
+    from laserctl.records import courses as rules
+    from laserctl.records.course_check import merged
+
+    if authority is None:
+        return store.course_summary(patient), ""
+    check_patient_id(patient)
+    history = store.history(patient)
+    numbers = set(store.course_numbers(patient))
+    try:
+        central = authority.course_of(patient)
+    except CentralUnreachable as exc:
+        note = f"{exc}: the sessions of this console only"
+    else:
+        mine = {s.session_id for s in history}
+        others = sorted({s.console for s in central.sessions if s.session_id not in mine})
+        history = merged(history, central)
+        numbers |= {c.number for c in central.courses}
+        count = sum(1 for s in central.sessions if s.session_id not in mine)
+        note = f"central store {authority.where}: {count} session(s) from other consoles" + (
+            f" ({', '.join(others)})" if others else ""
+        )
+    if not numbers:
+        raise UnknownRecord(f"shot log {store.path} and {authority.where}: no patient {patient}")
+    return rules.summary(patient, history, sorted(numbers), store.tz), note

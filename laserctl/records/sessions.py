@@ -122,7 +122,9 @@ class Sessions:
                             },
                         ),
                     )
-                    refusal = CourseRuleBroken(message + " (SR-18)", reasons)
+                    refusal = CourseRuleBroken(
+                        message + " (SR-18)", reasons, offline=decision.offline
+                    )
                 else:
                     if reasons and override is not None:
                         offline = " offline" if decision.offline else ""
