@@ -1,0 +1,217 @@
+"""The course rules across consoles against a real PostgreSQL (issue 14, SR-18, SR-19): two
+consoles' shot logs shipped to one central store; a console asks it before a session starts,
+refuses what breaks the rules across consoles or what it cannot check (offline) unless a
+service override, and what it decided reaches the central store with its next push."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from laserctl.fleet.courses import CentralCourses, course_summary
+from laserctl.records import CourseOverride, CourseRuleBroken, RecordStore, open_store
+from laserctl.records.course_check import DECISION_EVENT, CentralUnreachable
+from laserctl.records.schema import TABLE_NAMES
+
+from .test_course_check import treat_here
+from .test_course_rules import CONTEXT, DAY, START, Clock, events
+
+PATIENT = "P-0042"
+OVERRIDE = CourseOverride("svc-anna", "touch-up agreed by the dermatologist in writing")
+
+
+def migrate(url: str) -> None:
+    """The central store's tables the course rules read (docs/fleet.md)."""
+    with psycopg.connect(url) as central:
+        central.execute(
+            "CREATE TABLE IF NOT EXISTS consoles (console_id text PRIMARY KEY,"
+            " public_key text NOT NULL, first_seen timestamptz NOT NULL, last_push timestamptz)"
+        )
+        central.execute(
+            "CREATE TABLE IF NOT EXISTS fleet_rows (console_id text NOT NULL REFERENCES"
+            " consoles, tbl text NOT NULL, row_id bigint NOT NULL, body text NOT NULL,"
+            " hash bytea NOT NULL, prev bytea NOT NULL, received_at timestamptz NOT NULL"
+            " DEFAULT now(), PRIMARY KEY (console_id, tbl, row_id))"
+        )
+
+
+def ship(store: RecordStore, url: str, console: str) -> int:
+    """Every chained row of the console's log not yet in the central store, into fleet_rows
+    (what `laserctl fleet push` does)."""
+    conn = sqlite3.connect(store.path)
+    shipped = 0
+    with psycopg.connect(url) as central:
+        central.execute(
+            "INSERT INTO consoles VALUES (%s, 'ed25519 test', now(), now()) ON CONFLICT DO NOTHING",
+            (console,),
+        )
+        for table in TABLE_NAMES:
+            rows = conn.execute(f"SELECT id, body, hash, prev FROM {table} ORDER BY id")
+            for row_id, body, digest, prev in rows:
+                done = central.execute(
+                    "INSERT INTO fleet_rows (console_id, tbl, row_id, body, hash, prev)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (console, table, row_id, body, digest, prev),
+                )
+                shipped += done.rowcount
+    conn.close()
+    return shipped
+
+
+class Console:
+    """One console of the chain: its own shot log and clock, asking the central store."""
+
+    def __init__(self, path: Path, name: str, url: str | None) -> None:
+        self.name = name
+        self.clock = Clock()
+        self.store = open_store(path, clock=self.clock, tz=dt.UTC)
+        self.url = url
+        self.authority = CentralCourses(url) if url else None
+
+    def treat(self, day: float, override: CourseOverride | None = None) -> str:
+        self.clock.now = START + day * DAY
+        sid = self.store.begin_session(
+            PATIENT, "abdomen", context=lambda: CONTEXT, authority=self.authority,
+            override=override,
+        )  # fmt: skip
+        treat_here(self.store, sid)
+        return sid
+
+    def refused(self, day: float) -> str:
+        self.clock.now = START + day * DAY
+        with pytest.raises(CourseRuleBroken) as excinfo:
+            self.store.begin_session(
+                PATIENT, "abdomen", context=lambda: CONTEXT, authority=self.authority
+            )
+        return str(excinfo.value)
+
+    def push(self) -> int:
+        assert self.url is not None
+        return ship(self.store, self.url, self.name)
+
+
+@pytest.fixture
+def consoles(tmp_path: Path, pg_url: str) -> Iterator[tuple[Console, Console]]:
+    migrate(pg_url)
+    a = Console(tmp_path / "a.db", "console-a", pg_url)
+    b = Console(tmp_path / "b.db", "console-b", pg_url)
+    yield a, b
+    a.store.close()
+    b.store.close()
+
+
+@pytest.mark.req("SR-18")
+@pytest.mark.req("SR-19")
+def test_a_course_rule_is_enforced_across_consoles(
+    consoles: tuple[Console, Console], pg_url: str
+) -> None:
+    a, b = consoles
+    first = a.treat(0)
+    a.push()
+    # console B has never seen the patient; the central store has
+    assert f"only 10 days since session {first}" in b.refused(10)
+    b.treat(21)
+    b.push()
+    assert "only 5 days since session" in a.refused(26)  # and the other way round
+    a.treat(42)
+    a.treat(63)
+    a.push()
+    b.treat(84)
+    b.push()
+    assert "course 1 already has 5 sessions on abdomen" in b.refused(105)  # 3 on A, 2 on B
+    sixth = b.treat(105, OVERRIDE)
+    assert b.push() > 0
+    decisions = CentralCourses(pg_url).decisions(PATIENT)
+    seen = [(d.console, d.data["decision"], d.data["sessions_in_course"]) for d in decisions]
+    assert seen == [
+        ("console-a", "allowed", 0),
+        ("console-b", "refused", 1),
+        ("console-b", "allowed", 1),
+        ("console-a", "refused", 2),
+        ("console-a", "allowed", 2),
+        ("console-a", "allowed", 3),
+        ("console-b", "allowed", 4),
+        ("console-b", "refused", 5),
+        ("console-b", "overridden", 5),
+    ]
+    last = decisions[-1]
+    assert last.who == "svc-anna" and last.data["reason"] == OVERRIDE.reason
+    assert last.data["session"] == sixth and last.data["offline"] is False
+    assert last.data["consoles"] == ["console-a"]  # whose sessions made the rule bite
+    # what console A sees of the patient now: six sessions, the override's among them
+    summary, note = course_summary(a.store, PATIENT, a.authority)
+    assert "3 session(s) from other consoles (console-b)" in note
+    (area,) = summary["courses"][0]["areas"]  # type: ignore[index]
+    assert area["treated_sessions"] == 6
+
+
+@pytest.mark.req("SR-18")
+@pytest.mark.req("SR-19")
+def test_offline_a_session_is_refused_unless_overridden_and_the_override_is_shipped_later(
+    tmp_path: Path, pg_url: str
+) -> None:
+    migrate(pg_url)
+    a = Console(tmp_path / "a.db", "console-a", pg_url)
+    a.treat(0)
+    a.push()
+    b = Console(tmp_path / "b.db", "console-b", pg_url)
+    b.authority = CentralCourses(f"postgresql://postgres@/fleet?host={tmp_path}/gone&port=1")
+    why = b.refused(30)
+    assert "cannot be reached" in why and "sessions of P-0042 on other consoles are unknown" in why
+    assert b.store.history(PATIENT) == []
+    sid = b.treat(30, OVERRIDE)
+    (override,) = events(b.store, "override")
+    assert override["data"]["offline"] is True  # type: ignore[index]
+    central = CentralCourses(pg_url)
+    assert [d.console for d in central.decisions(PATIENT)] == ["console-a"]  # B's not yet
+    b.push()  # back online: the push ships what was decided offline
+    _, refused, overridden = central.decisions(PATIENT)
+    assert refused.data["decision"] == "refused" and refused.data["offline"] is True
+    assert overridden.data["decision"] == "overridden" and overridden.data["offline"] is True
+    assert overridden.who == "svc-anna" and overridden.data["session"] == sid
+    assert "overridden offline by svc-anna" in overridden.message
+    a.store.close()
+    b.store.close()
+
+
+def test_a_central_store_that_never_answers_is_given_up_on_within_its_timeout() -> None:
+    with socket.socket() as silent:  # accepts the connection (the backlog) and says nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        authority = CentralCourses(f"postgresql://postgres@127.0.0.1:{port}/fleet", timeout_s=1)
+        with pytest.raises(CentralUnreachable, match="timeout expired"):
+            authority.course_of(PATIENT)
+
+
+def test_a_central_store_without_the_fleet_schema_counts_as_unreachable(pg_url: str) -> None:
+    with pytest.raises(CentralUnreachable, match="fleet_rows"):
+        CentralCourses(pg_url).course_of(PATIENT)
+
+
+@pytest.mark.req("SR-18")
+def test_a_console_without_a_central_store_judges_its_own_log_alone(
+    consoles: tuple[Console, Console], tmp_path: Path
+) -> None:
+    a, _ = consoles
+    a.treat(0)
+    a.push()
+    alone = Console(tmp_path / "alone.db", "console-c", None)
+    alone.treat(10)  # it cannot know of console A's session: today's behaviour, unchanged
+    assert events(alone.store, DECISION_EVENT) == []
+    alone.store.close()
+
+
+def test_the_password_of_the_central_store_is_never_shown(tmp_path: Path) -> None:
+    url = f"postgresql://clinic:s3cret@127.0.0.1:1/fleet?host={tmp_path}"
+    authority = CentralCourses(url, timeout_s=1)
+    assert "s3cret" not in authority.where
+    with pytest.raises(CentralUnreachable) as excinfo:
+        authority.course_of(PATIENT)
+    assert "s3cret" not in str(excinfo.value)
