@@ -150,7 +150,21 @@ def _v1() -> list[str]:
     return statements
 
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (tuple(_v1()),)
+# The fleet outbox (laserctl/fleet, docs/fleet.md): per central store, console and table, the
+# last row the central store acknowledged. Not a record and not chained: a bookkeeping row that
+# only says where the next push starts; the central store re-checks whatever it is sent.
+FLEET_OUTBOX = (
+    "CREATE TABLE fleet_outbox (\n"
+    "    store_id TEXT NOT NULL,\n"
+    "    console_id TEXT NOT NULL,\n"
+    "    tbl TEXT NOT NULL,\n"
+    "    acked_id INTEGER NOT NULL,\n"
+    "    acked_hash BLOB,\n"
+    "    acked_at REAL NOT NULL,\n"
+    "    PRIMARY KEY (store_id, console_id, tbl)\n)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (tuple(_v1()), FLEET_OUTBOX)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
