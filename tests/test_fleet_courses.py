@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
+from laserctl.auth import console_key
+from laserctl.fleet import central
 from laserctl.fleet.courses import CentralCourses, course_summary
-from laserctl.records import CourseOverride, CourseRuleBroken, RecordStore, open_store
+from laserctl.fleet.push import push
+from laserctl.records import CourseOverride, CourseRuleBroken, open_store
 from laserctl.records.course_check import DECISION_EVENT, CentralUnreachable
-from laserctl.records.schema import TABLE_NAMES
 
 from .test_course_check import treat_here
 from .test_course_rules import CONTEXT, DAY, START, Clock, events
@@ -27,48 +27,16 @@ OVERRIDE = CourseOverride("svc-anna", "touch-up agreed by the dermatologist in w
 
 
 def migrate(url: str) -> None:
-    """The central store's tables the course rules read (docs/fleet.md)."""
-    with psycopg.connect(url) as central:
-        central.execute(
-            "CREATE TABLE IF NOT EXISTS consoles (console_id text PRIMARY KEY,"
-            " public_key text NOT NULL, first_seen timestamptz NOT NULL, last_push timestamptz)"
-        )
-        central.execute(
-            "CREATE TABLE IF NOT EXISTS fleet_rows (console_id text NOT NULL REFERENCES"
-            " consoles, tbl text NOT NULL, row_id bigint NOT NULL, body text NOT NULL,"
-            " hash bytea NOT NULL, prev bytea NOT NULL, received_at timestamptz NOT NULL"
-            " DEFAULT now(), PRIMARY KEY (console_id, tbl, row_id))"
-        )
-
-
-def ship(store: RecordStore, url: str, console: str) -> int:
-    """Every chained row of the console's log not yet in the central store, into fleet_rows
-    (what `laserctl fleet push` does)."""
-    conn = sqlite3.connect(store.path)
-    shipped = 0
-    with psycopg.connect(url) as central:
-        central.execute(
-            "INSERT INTO consoles VALUES (%s, 'ed25519 test', now(), now()) ON CONFLICT DO NOTHING",
-            (console,),
-        )
-        for table in TABLE_NAMES:
-            rows = conn.execute(f"SELECT id, body, hash, prev FROM {table} ORDER BY id")
-            for row_id, body, digest, prev in rows:
-                done = central.execute(
-                    "INSERT INTO fleet_rows (console_id, tbl, row_id, body, hash, prev)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (console, table, row_id, body, digest, prev),
-                )
-                shipped += done.rowcount
-    conn.close()
-    return shipped
+    with central.connect(url) as store:
+        store.migrate()
 
 
 class Console:
     """One console of the chain: its own shot log and clock, asking the central store."""
 
-    def __init__(self, path: Path, name: str, url: str | None) -> None:
-        self.name = name
+    def __init__(self, path: Path, url: str | None) -> None:
+        self.key = console_key.load_or_create(path.with_suffix(".pem"))
+        self.name = self.key.console_id
         self.clock = Clock()
         self.store = open_store(path, clock=self.clock, tz=dt.UTC)
         self.url = url
@@ -92,15 +60,16 @@ class Console:
         return str(excinfo.value)
 
     def push(self) -> int:
+        """`laserctl fleet push`; returns the rows new to the central store."""
         assert self.url is not None
-        return ship(self.store, self.url, self.name)
+        return sum(push(self.store.path, self.url, key=self.key).shipped.values())
 
 
 @pytest.fixture
 def consoles(tmp_path: Path, pg_url: str) -> Iterator[tuple[Console, Console]]:
     migrate(pg_url)
-    a = Console(tmp_path / "a.db", "console-a", pg_url)
-    b = Console(tmp_path / "b.db", "console-b", pg_url)
+    a = Console(tmp_path / "a.db", pg_url)
+    b = Console(tmp_path / "b.db", pg_url)
     yield a, b
     a.store.close()
     b.store.close()
@@ -130,23 +99,23 @@ def test_a_course_rule_is_enforced_across_consoles(
     decisions = CentralCourses(pg_url).decisions(PATIENT)
     seen = [(d.console, d.data["decision"], d.data["sessions_in_course"]) for d in decisions]
     assert seen == [
-        ("console-a", "allowed", 0),
-        ("console-b", "refused", 1),
-        ("console-b", "allowed", 1),
-        ("console-a", "refused", 2),
-        ("console-a", "allowed", 2),
-        ("console-a", "allowed", 3),
-        ("console-b", "allowed", 4),
-        ("console-b", "refused", 5),
-        ("console-b", "overridden", 5),
+        (a.name, "allowed", 0),
+        (b.name, "refused", 1),
+        (b.name, "allowed", 1),
+        (a.name, "refused", 2),
+        (a.name, "allowed", 2),
+        (a.name, "allowed", 3),
+        (b.name, "allowed", 4),
+        (b.name, "refused", 5),
+        (b.name, "overridden", 5),
     ]
     last = decisions[-1]
     assert last.who == "svc-anna" and last.data["reason"] == OVERRIDE.reason
     assert last.data["session"] == sixth and last.data["offline"] is False
-    assert last.data["consoles"] == ["console-a"]  # whose sessions made the rule bite
+    assert last.data["consoles"] == [a.name]  # whose sessions made the rule bite
     # what console A sees of the patient now: six sessions, the override's among them
     summary, note = course_summary(a.store, PATIENT, a.authority)
-    assert "3 session(s) from other consoles (console-b)" in note
+    assert f"3 session(s) from other consoles ({b.name})" in note
     (area,) = summary["courses"][0]["areas"]  # type: ignore[index]
     assert area["treated_sessions"] == 6
 
@@ -157,10 +126,10 @@ def test_offline_a_session_is_refused_unless_overridden_and_the_override_is_ship
     tmp_path: Path, pg_url: str
 ) -> None:
     migrate(pg_url)
-    a = Console(tmp_path / "a.db", "console-a", pg_url)
+    a = Console(tmp_path / "a.db", pg_url)
     a.treat(0)
     a.push()
-    b = Console(tmp_path / "b.db", "console-b", pg_url)
+    b = Console(tmp_path / "b.db", pg_url)
     b.authority = CentralCourses(f"postgresql://postgres@/fleet?host={tmp_path}/gone&port=1")
     why = b.refused(30)
     assert "cannot be reached" in why and "sessions of P-0042 on other consoles are unknown" in why
@@ -168,10 +137,10 @@ def test_offline_a_session_is_refused_unless_overridden_and_the_override_is_ship
     sid = b.treat(30, OVERRIDE)
     (override,) = events(b.store, "override")
     assert override["data"]["offline"] is True  # type: ignore[index]
-    central = CentralCourses(pg_url)
-    assert [d.console for d in central.decisions(PATIENT)] == ["console-a"]  # B's not yet
+    store = CentralCourses(pg_url)
+    assert [d.console for d in store.decisions(PATIENT)] == [a.name]  # B's not yet
     b.push()  # back online: the push ships what was decided offline
-    _, refused, overridden = central.decisions(PATIENT)
+    _, refused, overridden = store.decisions(PATIENT)
     assert refused.data["decision"] == "refused" and refused.data["offline"] is True
     assert overridden.data["decision"] == "overridden" and overridden.data["offline"] is True
     assert overridden.who == "svc-anna" and overridden.data["session"] == sid
@@ -202,14 +171,17 @@ def test_a_console_without_a_central_store_judges_its_own_log_alone(
     a, _ = consoles
     a.treat(0)
     a.push()
-    alone = Console(tmp_path / "alone.db", "console-c", None)
+    alone = Console(tmp_path / "alone.db", None)
     alone.treat(10)  # it cannot know of console A's session: today's behaviour, unchanged
     assert events(alone.store, DECISION_EVENT) == []
     alone.store.close()
 
 
-def test_the_password_of_the_central_store_is_never_shown(tmp_path: Path) -> None:
-    url = f"postgresql://clinic:s3cret@127.0.0.1:1/fleet?host={tmp_path}"
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://clinic:s3cret@127.0.0.1:1/fleet", "postgresql://127.0.0.1:1/f?password=s3cret"],
+)
+def test_the_password_of_the_central_store_is_never_shown(url: str) -> None:
     authority = CentralCourses(url, timeout_s=1)
     assert "s3cret" not in authority.where
     with pytest.raises(CentralUnreachable) as excinfo:

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from laserctl.records.course_check import (
     DECISION_EVENT,
@@ -31,6 +30,8 @@ from laserctl.records.course_check import (
 )
 from laserctl.records.courses import PastSession
 from laserctl.records.patients import check_patient_id
+
+from .central import redact
 
 if TYPE_CHECKING:
     from laserctl.records import RecordStore
@@ -93,20 +94,6 @@ ORDER BY (body::jsonb ->> 'at')::float8, console_id, row_id
 """
 
 
-def where_of(url: str) -> str:
-    """The URL as messages and the log may show it: without a password."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(an unreadable URL)"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    user = f"{parts.username}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
-
-
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
@@ -118,7 +105,7 @@ class CentralCourses:
     def __init__(self, url: str, *, timeout_s: float = TIMEOUT_S) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._where = where_of(url)
+        self._where = redact(url)
 
     @property
     def where(self) -> str:
