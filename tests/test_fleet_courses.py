@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
-from laserctl.auth import console_key
+from laserctl.auth import AccountBook, console_key
+from laserctl.cli import main
 from laserctl.fleet import central
 from laserctl.fleet.courses import CentralCourses, course_summary
 from laserctl.fleet.push import push
 from laserctl.records import CourseOverride, CourseRuleBroken, open_store
 from laserctl.records.course_check import DECISION_EVENT, CentralUnreachable
 
+from .test_console import FAST_HASHER
 from .test_course_check import treat_here
 from .test_course_rules import CONTEXT, DAY, START, Clock, events
 
@@ -187,3 +191,58 @@ def test_the_password_of_the_central_store_is_never_shown(url: str) -> None:
     with pytest.raises(CentralUnreachable) as excinfo:
         authority.course_of(PATIENT)
     assert "s3cret" not in str(excinfo.value)
+
+
+# ---- `laserctl session --fleet`, `laserctl course show --fleet` ---------------------------------
+def cli_session(tmp_path: Path, db: Path, *extra: str) -> Result:
+    script = tmp_path / "script.txt"
+    script.write_text("confirm eyewear\n")
+    args = ["session", "--device", "sim:fractional-1550", "--script", str(script)]
+    args += ["--patient", PATIENT, "--area", "abdomen", "--db", str(db), *extra]
+    return CliRunner().invoke(main, args)
+
+
+@pytest.mark.req("SR-18")
+@pytest.mark.req("SR-19")
+def test_laserctl_session_asks_the_central_store_and_only_a_service_login_overrides(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LASERCTL_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("LASERCTL_SERVICE_PASSWORD", raising=False)
+    AccountBook(hasher=FAST_HASHER).setup("svc-anna", "correct horse battery")
+    password = tmp_path / "password"
+    password.write_text("correct horse battery\n")
+    migrate(pg_url)
+    a = Console(tmp_path / "a.db", pg_url)
+    a.clock.now = time.time()  # today, as `laserctl session` sees it
+    sid = a.store.begin_session(PATIENT, "abdomen", context=lambda: CONTEXT)
+    treat_here(a.store, sid)
+    a.push()
+    b_db = tmp_path / "b.db"
+
+    alone = cli_session(tmp_path, tmp_path / "alone.db")  # no --fleet: this log alone
+    assert alone.exit_code == 0, alone.output
+    refused = cli_session(tmp_path, b_db, "--fleet", pg_url)
+    assert refused.exit_code == 1
+    assert f"only 0 days since session {sid}" in refused.output
+    wrong = password.with_name("wrong")
+    wrong.write_text("not the password\n")
+    args = ("--fleet", pg_url, "--override-reason", "second pass agreed with the dermatologist")
+    denied = cli_session(tmp_path, b_db, *args, "--user", "svc-anna", "--password-file", str(wrong))
+    assert denied.exit_code == 1 and "override the course rules refused" in denied.output
+    allowed = cli_session(
+        tmp_path, b_db, *args, "--user", "svc-anna", "--password-file", str(password)
+    )
+    assert allowed.exit_code == 0, allowed.output
+    with open_store(b_db, readonly=True) as b:
+        (override,) = events(b, "override")
+        assert override["who"] == "svc-anna" and override["data"]["central"]  # type: ignore[index]
+        decisions = [e["data"]["decision"] for e in events(b, DECISION_EVENT)]  # type: ignore[index]
+        assert decisions == ["refused", "overridden"]
+    shown = CliRunner().invoke(
+        main, ["course", "show", PATIENT, "--db", str(b_db), "--fleet", pg_url]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert f"{sid}" in shown.output and f"(console {a.name})" in shown.output
+    assert f"1 session(s) from other consoles ({a.name})" in shown.output
+    a.store.close()
