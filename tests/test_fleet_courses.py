@@ -6,6 +6,7 @@ service override, and what it decided reaches the central store with its next pu
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from laserctl.auth import AccountBook, console_key
 from laserctl.cli import main
+from laserctl.cli.fleet_decisions import decisions as decisions_command
 from laserctl.fleet import central
 from laserctl.fleet.courses import CentralCourses, course_summary
 from laserctl.fleet.push import push
@@ -117,6 +119,13 @@ def test_a_course_rule_is_enforced_across_consoles(
     assert last.who == "svc-anna" and last.data["reason"] == OVERRIDE.reason
     assert last.data["session"] == sixth and last.data["offline"] is False
     assert last.data["consoles"] == [a.name]  # whose sessions made the rule bite
+    listed = CliRunner().invoke(decisions_command, ["--to", pg_url, "--patient", PATIENT])
+    assert listed.exit_code == 0, listed.output
+    assert (
+        f"console {b.name}  {PATIENT} abdomen course 1: overridden (central; 5 session(s) in "
+        f"the course, 3 from other consoles) by svc-anna: {OVERRIDE.reason}"
+    ) in listed.output
+    assert "    - course 1 already has 5 sessions on abdomen" in listed.output
     # what console A sees of the patient now: six sessions, the override's among them
     summary, note = course_summary(a.store, PATIENT, a.authority)
     assert f"3 session(s) from other consoles ({b.name})" in note
@@ -149,6 +158,16 @@ def test_offline_a_session_is_refused_unless_overridden_and_the_override_is_ship
     assert overridden.data["decision"] == "overridden" and overridden.data["offline"] is True
     assert overridden.who == "svc-anna" and overridden.data["session"] == sid
     assert "overridden offline by svc-anna" in overridden.message
+    listed = CliRunner().invoke(decisions_command, ["--to", pg_url, "--offline", "--json"])
+    assert listed.exit_code == 0, listed.output
+    shown = json.loads(listed.output)["decisions"]
+    assert [(d["console"], d["decision"]) for d in shown] == [
+        (b.name, "refused"),
+        (b.name, "overridden"),
+    ]
+    assert shown[1]["who"] == "svc-anna" and shown[1]["reason"] == OVERRIDE.reason
+    down = CliRunner().invoke(decisions_command, ["--to", f"{b.authority.url}"])
+    assert down.exit_code == 1 and "unreachable" in down.output
     a.store.close()
     b.store.close()
 
