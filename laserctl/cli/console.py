@@ -60,6 +60,16 @@ DEFAULT_DEVICE = "sim:fractional-1550"  # offered on the connect screen
     default=None,
     help="Where session reports go (default: reports/ next to the shot log).",
 )
+@click.option(
+    "--fleet",
+    "fleet_url",
+    envvar="LASERCTL_FLEET_URL",
+    default=None,
+    metavar="URL",
+    help="The clinic chain's central store (postgresql://...; else $LASERCTL_FLEET_URL): "
+    "the course rules count the patient's sessions on every console before a session starts, "
+    "and refuse while it cannot be reached unless a service override (docs/fleet.md).",
+)
 def console(
     url: str | None,
     db_path: Path | None,
@@ -68,6 +78,7 @@ def console(
     operator: str | None,
     reports_dir: Path | None,
     training: bool,
+    fleet_url: str | None,
 ) -> None:
     """The operator console: connect, patient and profile, treatment, report, service.
 
@@ -78,8 +89,11 @@ def console(
     if plan_path and profile:
         click.echo("laserctl console: --plan and --profile exclude each other", err=True)
         sys.exit(EXIT_USAGE)
-    if training and (db_path or reports_dir):
-        click.echo("laserctl console: --training records nothing: no --db, no --reports", err=True)
+    if training and (db_path or reports_dir or fleet_url):
+        click.echo(
+            "laserctl console: --training records nothing: no --db, no --reports, no --fleet",
+            err=True,
+        )
         sys.exit(EXIT_USAGE)
     try:
         plan = load_plan(plan_path) if plan_path else None
@@ -92,7 +106,7 @@ def console(
     from laserctl.console.host import ConsoleConfig
 
     app = ConsoleApp(
-        Clinic(db_path, reports_dir=reports_dir, training=training),
+        Clinic(db_path, reports_dir=reports_dir, training=training, fleet_url=fleet_url),
         ConsoleConfig(
             device=url or DEFAULT_DEVICE,
             plan=plan,

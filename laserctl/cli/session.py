@@ -6,6 +6,7 @@ import json
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from laserctl.controller.runner import ControllerRunner
     from laserctl.controller.snapshot import Snapshot
     from laserctl.plan import TreatmentPlan
-    from laserctl.records import RecordStore
+    from laserctl.records import CourseOverride, RecordStore
+    from laserctl.records.course_check import CourseAuthority
     from laserctl.script import Step
 
 CONNECT_TIMEOUT_S = 5.0
@@ -35,7 +37,8 @@ SETTLE_TIMEOUT_S = 3.0
     "the default one; laserctl calibrate), simulated handpieces included, except with "
     "--training (simulated handpieces only, no patient, uncalibrated).\n\n"
     "Exit codes: 0 the script ran to its end (faults and refusals are in the summary); "
-    "1 the shot log could not be opened, or the course rules refuse the session; "
+    "1 the shot log could not be opened, or the course rules refuse the session (with --fleet: "
+    "also while the central store cannot be reached), or the override's service login fails; "
     "2 unreadable script, plan or profile, a value beyond the profile's window, a simulator "
     "step or --training against real hardware; 3 the device could not be reached."
 )
@@ -76,6 +79,31 @@ SETTLE_TIMEOUT_S = 3.0
     help="TRAINING: a simulated handpiece without calibration, no patient, nothing logged. "
     "Refused on a real handpiece.",
 )
+@click.option(
+    "--fleet",
+    "fleet_url",
+    envvar="LASERCTL_FLEET_URL",
+    default=None,
+    metavar="URL",
+    help="The clinic chain's central store (postgresql://...; else $LASERCTL_FLEET_URL): the "
+    "course rules count the patient's sessions on every console, and refuse while it cannot "
+    "be reached (docs/fleet.md).",
+)
+@click.option(
+    "--override-reason",
+    default=None,
+    metavar="TEXT",
+    help="Service: run the session even if the course rules (or an unreachable --fleet) "
+    "refuse it, for this written reason; needs a service login (--user, --password-file).",
+)
+@click.option("--user", default=None, help="With --override-reason: the service account.")
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="With --override-reason: the service password's file (else "
+    "$LASERCTL_SERVICE_PASSWORD, else a prompt).",
+)
 def session(
     url: str,
     plan_path: str | None,
@@ -91,6 +119,10 @@ def session(
     resume: bool,
     events_path: str | None,
     training: bool,
+    fleet_url: str | None,
+    override_reason: str | None,
+    user: str | None,
+    password_file: Path | None,
 ) -> None:
     """Run a session script against a handpiece and print a summary.
 
@@ -116,13 +148,16 @@ def session(
         _fail("--training treats no patient: it cannot go with --patient", EXIT_USAGE)
     if resume and patient is None:
         _fail("--resume needs --patient and --area", EXIT_USAGE)
+    if override_reason is not None and patient is None:
+        _fail("--override-reason needs --patient and --area", EXIT_USAGE)
     echo = (
         (lambda note: click.echo(f"  [{note.kind}] {note.message}", err=True)) if verbose else None
     )
     log = None
     calibrations = None  # the shot log read for calibrations when no session is logged
     if patient is not None and area is not None:
-        log = _open_log(plan, patient, area, db, resume, events_path, echo, url)
+        course = _CourseSettings(fleet_url, override_reason, user, password_file)
+        log = _open_log(plan, patient, area, db, resume, events_path, echo, url, course)
         controller, runner = log.controller, log.runner
     else:
         calibration: CalibrationSource = training_calibration
@@ -387,6 +422,38 @@ def _print_summary(report: dict[str, Any]) -> None:
         click.echo("latched       " + "; ".join(report["latched_causes"]))
 
 
+@dataclass(frozen=True, slots=True)
+class _CourseSettings:
+    """--fleet and --override-reason with its service login."""
+
+    fleet_url: str | None
+    override_reason: str | None
+    user: str | None
+    password_file: Path | None
+
+    def authority(self) -> CourseAuthority | None:
+        from laserctl.fleet.courses import CentralCourses
+
+        return CentralCourses(self.fleet_url) if self.fleet_url else None
+
+    def override(self, store: RecordStore) -> CourseOverride | None:
+        """A service login (SR-19; the attempt is logged) and the written reason (SR-18)."""
+        from laserctl.records import CourseOverride
+
+        from .service import service_login
+
+        if self.override_reason is None:
+            return None
+        try:
+            CourseOverride("check", self.override_reason)
+        except ValueError as exc:
+            _fail(f"--override-reason: {exc}", EXIT_USAGE)
+        _, identity, _ = service_login(
+            self.user, self.password_file, store, "override the course rules"
+        )
+        return CourseOverride(identity.name, self.override_reason)
+
+
 class _Log:
     """The shot log behind a session: the store it opened, the TreatmentSession on it, the
     --events file."""
@@ -420,6 +487,7 @@ def _open_log(
     events_path: str | None,
     echo: Any,
     url: str,
+    course: _CourseSettings,
 ) -> _Log:
     from laserctl.logging import json_lines
     from laserctl.records import CourseRuleBroken, RecordError, open_store
@@ -431,6 +499,11 @@ def _open_log(
         store = open_store(db)
     except RecordError as exc:
         _fail(str(exc), EXIT_FAILED)
+    try:
+        override = course.override(store)
+    except BaseException:
+        store.close()
+        raise
     events_file = open(events_path, "a", encoding="utf-8") if events_path else None  # noqa: SIM115
     try:
         session = TreatmentSession(
@@ -441,6 +514,8 @@ def _open_log(
             area,
             calibration=_calibration_source(store),  # SR-14: no valid calibration, no arming
             resume=resume,
+            override=override,
+            authority=course.authority(),
             events_log=json_lines(events_file, patient=patient, area=area)
             if events_file
             else None,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from laserctl.plan import TreatmentPlan
     from laserctl.profiles import Catalog, Window
     from laserctl.records import RecordStore
+    from laserctl.records.course_check import CourseAuthority
 
 SERVICE_ACTION = "use the service screen"
 
@@ -51,6 +52,11 @@ class CourseCheck:
     course_pulses: int  # on this area in this course, before this session
     course_fluence_j_cm2: float
     interrupted: str = ""  # today's session on the area that never ended (a crash), or ""
+    central: str = ""  # the central store asked (--fleet), "" when none is configured
+    reachable: bool = True  # it answered
+    central_error: str = ""  # why it did not
+    from_other_consoles: int = 0  # sessions of the patient only the central store knows
+    consoles: tuple[str, ...] = ()  # the other consoles that treated the patient
 
     @property
     def ok(self) -> bool:
@@ -80,10 +86,24 @@ class Clinic:
         clock: Callable[[], float] = time.time,
         tz: dt.tzinfo | None = None,
         training: bool = False,
+        fleet_url: str | None = None,
+        authority: CourseAuthority | None = None,
     ) -> None:
         """training: simulated handpieces only, uncalibrated, and a throwaway shot log (in a
-        temporary directory, removed by close()) instead of the clinic's."""
+        temporary directory, removed by close()) instead of the clinic's. fleet_url: the
+        clinic chain's central store, asked by the course rules before every session
+        (laserctl.fleet.courses; `authority` instead, for tests)."""
         self.training = training
+        if authority is None and fleet_url:
+            from laserctl.fleet.courses import CentralCourses
+
+            authority = CentralCourses(fleet_url)
+        self.authority = authority  # asked at every session start
+        self._shown: CourseAuthority | None = None  # the same, remembered for the displays
+        if authority is not None:
+            from laserctl.fleet.courses import Remembered
+
+            self._shown = Remembered(authority)
         self._scratch: Path | None = None
         if training and db_path is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="laserctl-training-"))
@@ -127,15 +147,18 @@ class Clinic:
             raise ClinicError(str(exc)) from None
 
     def course_lines(self, patient: str) -> list[str]:
-        """The patient's courses as `laserctl course show` prints them (SR-18)."""
+        """The patient's courses as `laserctl course show` prints them (SR-18); with a
+        central store, across every console, and a last line saying what it added."""
+        from laserctl.fleet.courses import course_summary
         from laserctl.records import RecordError
         from laserctl.records.courses import summary_lines
 
         patient = self.check_patient(patient)
         try:
-            return summary_lines(self.store.course_summary(patient))
+            summary, note = course_summary(self.store, patient, self._shown)
         except RecordError as exc:
             raise ClinicError(str(exc)) from None
+        return summary_lines(summary) + ([note] if note else [])
 
     def open_course(self, patient: str, who: str, reason: str) -> int:
         """Start the patient's next course: a service action, logged with who and why
@@ -149,21 +172,30 @@ class Clinic:
             raise ClinicError(str(exc)) from None
 
     def course_check(self, patient: str, area: str) -> CourseCheck:
+        """The course rules for a session now, as the session start will judge them (across
+        consoles with a central store; its answer remembered a few seconds here)."""
         from laserctl.records import courses
+        from laserctl.records.course_check import judge
 
         patient = self.check_patient(patient)
         store = self.store
-        history = store.history(patient)
-        course = max(store.course_numbers(patient), default=1)
+        numbers = store.course_numbers(patient)
+        decision = judge(
+            patient,
+            area,
+            store.history(patient),
+            max(numbers) if numbers else None,
+            self.clock(),
+            self.tz,
+            self._shown,
+        )
+        history, course = list(decision.history), decision.course
         treated = [s for s in courses.treated(history, area) if s.course == course]
         on_area = courses.treated(history, area)
         allowed = courses.next_allowed(history, course, area, self.tz)
-        if allowed is None:
-            next_allowed = ""
-        elif allowed.toordinal() == 1:  # date.min: no earlier session on the area
+        next_allowed = "" if allowed is None else allowed.isoformat()
+        if allowed is not None and allowed.toordinal() == 1:  # date.min: no earlier session
             next_allowed = "any day"
-        else:
-            next_allowed = allowed.isoformat()
         return CourseCheck(
             patient=patient,
             area=area,
@@ -174,10 +206,15 @@ class Clinic:
             if on_area
             else "",
             next_allowed=next_allowed,
-            reasons=tuple(courses.rule_breaks(history, course, area, self.clock(), self.tz)),
+            reasons=decision.reasons,
             course_pulses=sum(s.shots for s in treated),
             course_fluence_j_cm2=sum(s.fluence_j_cm2 for s in treated),
             interrupted=store.interrupted_session(patient, area) or "",
+            central=decision.asked,
+            reachable=decision.reachable,
+            central_error=decision.error,
+            from_other_consoles=len(decision.elsewhere),
+            consoles=decision.consoles,
         )
 
     @property

@@ -7,4 +7,6 @@ checking it there (docs/fleet.md).
     checkpoint_ship.py  the signed checkpoints shipped and checked against the stored rows
     status.py           `laserctl fleet status`: shipped, pending, verified per console
     background.py       the console's background pusher
+    courses.py          the course rules across consoles: a patient's sessions on every
+                        console, asked before a session starts; the decisions shipped
 """
