@@ -58,7 +58,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "log": (
         "laserctl.cli.log",
         "log",
-        "Verify the shot log's hash chains; export a session's shots.",
+        "Verify the shot log's hash chains; sign a checkpoint; export a session's shots.",
     ),
     "profiles": (
         "laserctl.cli.profiles",
