@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import json
 import sqlite3
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from laserctl.auth import console_key
-from laserctl.records import chain, schema
+from laserctl.records import RecordError, RecordStore, chain, schema
 from laserctl.records import checkpoints as cps
 from laserctl.records.checkpoints import Checkpoint, CheckpointProblem
 
@@ -235,3 +236,147 @@ def test_a_checkpoint_naming_an_unknown_table_says_so() -> None:
     )
     (problem,) = cps.check_log(empty_log(), odd)
     assert problem.table == "invoices" and "names a table this log does not have" in problem.what
+
+
+# ---- stored in the log: at every session end, on request ----------------------------------
+
+
+def _store(path: Path, key: console_key.ConsoleKey | None = CONSOLE) -> RecordStore:
+    from laserctl.records import open_store
+
+    return open_store(path, tz=dt.UTC, console_key=(lambda: key) if key else None)
+
+
+def _session(store: RecordStore) -> str:
+    from laserctl.records import ShotContext
+
+    context = ShotContext("FR-1", "fractional-1550", "1.4.0", "plan", "ef" * 32, ())
+    return store.begin_session("P-0007", "thigh", context=lambda: context)
+
+
+def _session_end(path: Path) -> dict[str, object]:
+    conn = sqlite3.connect(path)
+    (body,) = conn.execute(
+        "SELECT body FROM events WHERE kind = 'session_end' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    conn.close()
+    data = json.loads(body)["data"]
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.req("SR-12")
+def test_every_session_end_stores_a_checkpoint_covering_it(tmp_path: Path) -> None:
+    store = _store(tmp_path / "log.db")
+    assert store.checkpoints() == []
+    first = _session(store)
+    store.end_session(first, {"reason": "done"})
+    second = _session(store)
+    store.end_session(second)
+    found = store.checkpoints()
+    assert len(found) == 2 and all(cp.console_id == CONSOLE.console_id for cp in found)
+    for cp in found:
+        cps.check_signature(cp, CONSOLE.public_text())
+    conn = sqlite3.connect(tmp_path / "log.db")
+    ends = [i for (i,) in conn.execute("SELECT id FROM events WHERE kind = 'session_end'")]
+    conn.close()
+    assert [cp.sizes["events"] for cp in found] == ends  # each covers its session end
+    assert found[1].sizes["sessions"] == 2
+    assert _session_end(tmp_path / "log.db") == {"shots_logged": 0, "checkpoint": True}
+    report = store.verify()
+    assert report.ok and report.checkpoints == 2, report.problems
+    store.close()
+
+
+def test_the_default_key_is_the_console_key_in_the_config_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LASERCTL_CONFIG_DIR", str(tmp_path / "config"))
+    store = _store(tmp_path / "log.db", key=None)
+    store.end_session(_session(store))
+    (cp,) = store.checkpoints()
+    store.close()
+    assert (
+        cp.console_id
+        == console_key.load_or_create(tmp_path / "config" / "console-key.pem").console_id
+    )
+
+
+def test_without_a_usable_key_the_session_end_is_stored_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "console-key.pem").write_text("garbage\n")
+    monkeypatch.setenv("LASERCTL_CONFIG_DIR", str(config))
+    store = _store(tmp_path / "log.db", key=None)
+    sid = _session(store)
+    assert store.end_session(sid) == 0
+    assert store.checkpoints() == []
+    data = _session_end(tmp_path / "log.db")
+    assert data["checkpoint"] is False
+    assert str(config / "console-key.pem") in str(data["checkpoint_problem"])
+    assert store.verify().ok  # nothing was claimed, nothing is missing
+    store.close()
+
+
+def test_a_checkpoint_that_cannot_be_stored_does_not_lose_the_session_end(tmp_path: Path) -> None:
+    store = _store(tmp_path / "log.db")
+    sid = _session(store)
+    conn = sqlite3.connect(tmp_path / "log.db")
+    conn.execute("DROP TABLE checkpoints")  # or anything else that makes the INSERT fail
+    conn.commit()
+    conn.close()
+    store.end_session(sid)
+    data = _session_end(tmp_path / "log.db")
+    assert data["checkpoint"] is False
+    assert "no such table: checkpoints" in str(data["checkpoint_problem"])
+    report = store.verify()  # the chain is whole: the failed attempt left nothing behind
+    expected = [
+        "table: schema: checkpoints missing",
+        "trigger: schema: checkpoints_no_delete missing",
+        "trigger: schema: checkpoints_no_update missing",
+    ]
+    assert sorted(str(p) for p in report.problems) == expected
+    store.log_event("info", "after")  # the chain goes on from the session end
+    assert sorted(str(p) for p in store.verify().problems) == expected
+    store.close()
+
+
+def test_a_checkpoint_on_request_covers_the_log_as_it_is(tmp_path: Path) -> None:
+    store = _store(tmp_path / "log.db")
+    store.log_event("info", "one")
+    made = store.checkpoint()
+    assert made.sizes["events"] == 1 and store.checkpoints() == [made]
+    store.close()
+    readonly = open_store_readonly(tmp_path / "log.db")
+    assert readonly.checkpoints() == [made]
+    with pytest.raises(RecordError, match="read-only"):
+        readonly.checkpoint()
+    readonly.close()
+
+
+def test_a_log_from_before_checkpoints_is_migrated_and_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in schema.MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    store = _store(path)
+    store.end_session(_session(store))
+    assert len(store.checkpoints()) == 1
+    report = store.verify()
+    assert report.ok and report.checkpoints == 1, report.problems
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 2
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM checkpoints")
+    conn.close()
+
+
+def open_store_readonly(path: Path) -> RecordStore:
+    from laserctl.records import open_store
+
+    return open_store(path, readonly=True)

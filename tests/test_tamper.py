@@ -67,14 +67,20 @@ def tamper(path: Path, *statements: str, params: tuple[object, ...] = ()) -> Non
     db.close()
 
 
-def problems(path: Path, table: str = "shots") -> list[Problem]:
+def problems(path: Path, table: str = "shots", *, checkpoint: bool = False) -> list[Problem]:
+    """The problems verify finds in `table`: those the chain itself shows, or (checkpoint)
+    those the checkpoint made at the session end shows (tests/test_checkpoints_tamper.py)."""
     store = open_store(path, readonly=True)
     report = store.verify()
     store.close()
     assert not report.ok
     schema = [p for p in report.problems if p.what.startswith("schema:")]
     assert all("no_update" in p.what or "no_delete" in p.what for p in schema)
-    return [p for p in report.problems if p.table == table]
+    return [
+        p
+        for p in report.problems
+        if p.table == table and ("signed" in p.what and "checkpoint" in p.what) == checkpoint
+    ]
 
 
 def row(path: Path, table: str, row_id: int) -> tuple[bytes, bytes, str]:
@@ -134,6 +140,9 @@ def test_deleted_records_at_the_end_are_detected(db: Path) -> None:
     (found,) = problems(db)
     assert found.row_id == SHOTS and "2 record" not in found.what
     assert found.what.startswith("deleted: record(s) missing at the end")
+    (signed,) = problems(db, checkpoint=True)
+    assert signed.row_id == SHOTS - 1
+    assert signed.what.startswith(f"deleted: rows {SHOTS - 1}..{SHOTS} are gone")
 
 
 @pytest.mark.req("SR-12")
@@ -146,6 +155,10 @@ def test_a_record_inserted_in_the_middle_is_named(db: Path) -> None:
         params=(prev, body.replace('"shot":10', '"shot":99')),
     )
     assert [(p.row_id, p.what.split(":")[0]) for p in problems(db)] == [(11, "inserted")]
+    # the checkpoint's last shot was row 20, renumbered away
+    assert [(p.row_id, p.what.split(":")[0]) for p in problems(db, checkpoint=True)] == [
+        (20, "deleted")
+    ]
 
 
 @pytest.mark.req("SR-12")
@@ -188,6 +201,7 @@ def test_reordered_records_are_named(db: Path) -> None:
 
 @pytest.mark.req("SR-12")
 def test_a_rewritten_chain_is_caught_by_an_anchor_kept_from_before(db: Path) -> None:
+    # (and by the checkpoint made at the session end, while it is left: here it is deleted)
     store = open_store(db, readonly=True)
     anchors = store.verify().anchors
     store.close()
@@ -207,15 +221,18 @@ def test_a_rewritten_chain_is_caught_by_an_anchor_kept_from_before(db: Path) -> 
         )
         last = digest
     conn.execute("UPDATE chain_heads SET hash = ? WHERE tbl = 'shots'", (last,))
+    conn.execute("DELETE FROM checkpoints")
     conn.commit()
     conn.close()
     store = open_store(db, readonly=True)
     without = store.verify()
     with_anchor = store.verify([shot_anchor])
     store.close()
-    assert [p.what.split(":")[0] for p in without.problems] == ["schema"] * len(without.problems)
-    assert next(p for p in with_anchor.problems if p.table == "shots").row_id == SHOTS
-    assert "rewritten" in str(with_anchor.problems[-1])
+    assert [p.what.split(":")[0] for p in without.problems] == ["schema"] * (
+        len(without.problems) - 1
+    ) + ["this session end was stored with a checkpoint, and no checkpoint covering it is left"]
+    anchored = next(p for p in with_anchor.problems if p.table == "shots")
+    assert anchored.row_id == SHOTS and "anchor" in anchored.what and "rewritten" in anchored.what
 
 
 @pytest.mark.req("SR-12")

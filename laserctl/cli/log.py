@@ -1,4 +1,5 @@
-"""`laserctl log verify` and `laserctl log export`: the shot log's integrity and its contents."""
+"""`laserctl log verify`, `laserctl log checkpoint` and `laserctl log export`: the shot log's
+integrity, signed checkpoints of it to ship off the console, and its contents."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
     from laserctl.records import RecordStore
+    from laserctl.records.checkpoints import Checkpoint
 
 DB_HELP = "Shot log database (default: laserctl.db in the user data directory)."
 
@@ -36,16 +38,35 @@ def fail(command: str, message: str, code: int) -> NoReturn:
 
 
 @click.group(
-    epilog="Examples:\n\n  laserctl log verify --db clinic.db\n\n"
+    epilog="Examples:\n\n  laserctl log verify --db clinic.db --checkpoint shipped.txt\n\n"
+    "  laserctl log checkpoint --db clinic.db --out /media/usb/checkpoint.txt\n\n"
     "  laserctl log export --session S-20261123-1a2b3c4d --format csv > s.csv"
 )
 def log() -> None:
-    """Verify the shot log's hash chains; export a session's shots."""
+    """Verify the shot log's hash chains; sign a checkpoint; export a session's shots."""
+
+
+def read_checkpoints(files: tuple[str, ...]) -> list[Checkpoint]:
+    from laserctl.records.checkpoints import CheckpointProblem, parse
+
+    found = []
+    for name in files:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail("log verify", f"cannot read checkpoint {name}: {exc}", EXIT_USAGE)
+        try:
+            found.append(parse(text, name))
+        except CheckpointProblem as exc:
+            fail("log verify", f"not a checkpoint: {exc}", EXIT_USAGE)
+    return found
 
 
 @log.command(
-    epilog="Exit codes: 0 every chain is intact; 1 a record was modified, deleted, inserted or "
-    "reordered (each is named), or the database cannot be read; 2 no database at that path."
+    epilog="Exit codes: 0 every chain is intact and holds every checkpoint; 1 a record was "
+    "modified, deleted, inserted or reordered, or a checkpoint is forged, another console's or "
+    "no longer held (each is named), or the database cannot be read; 2 no database at that "
+    "path, or a --checkpoint file that is not a checkpoint."
 )
 @click.option("--db", default=None, help=DB_HELP)
 @click.option(
@@ -55,14 +76,37 @@ def log() -> None:
     metavar="TABLE:ROW:SHA256",
     help="An anchor printed earlier (by verify or a report): check it still holds.",
 )
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    metavar="FILE",
+    help="A checkpoint shipped off the console earlier (laserctl log checkpoint --out): the "
+    "log must still hold what it signed. Besides every checkpoint stored in the log.",
+)
+@click.option(
+    "--console-key",
+    default=None,
+    metavar="'ed25519 BASE64'",
+    help="The console's public key (a checkpoint's key line): every checkpoint must be signed "
+    "with it. Default: the key of the first checkpoint, and all must agree.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def verify(db: str | None, anchors: tuple[str, ...], as_json: bool) -> None:
-    """Check every record's hash chain, the chain heads and the schema (SR-12)."""
+def verify(
+    db: str | None,
+    anchors: tuple[str, ...],
+    checkpoint_files: tuple[str, ...],
+    console_key: str | None,
+    as_json: bool,
+) -> None:
+    """Check every record's hash chain, the chain heads, the schema and the log against every
+    signed checkpoint known (SR-12)."""
     from laserctl.records import RecordError
 
+    extra = read_checkpoints(checkpoint_files)
     store = open_readonly(db, "log verify")
     try:
-        report = store.verify(anchors)
+        report = store.verify(anchors, extra, console_public=console_key)
     except RecordError as exc:
         fail("log verify", str(exc), EXIT_FAILED)
     finally:
@@ -72,8 +116,9 @@ def verify(db: str | None, anchors: tuple[str, ...], as_json: bool) -> None:
     else:
         total = sum(report.records.values())
         counts = ", ".join(f"{n} {t}" for t, n in report.records.items() if n)
+        held = f", held to {report.checkpoints} checkpoint(s)" if report.checkpoints else ""
         if report.ok:
-            click.echo(f"intact: {total} records ({counts}) in {report.seconds:.2f} s")
+            click.echo(f"intact: {total} records ({counts}) in {report.seconds:.2f} s{held}")
         else:
             click.echo(
                 f"NOT INTACT: {len(report.problems)} problem(s) in {report.path} "
@@ -84,6 +129,56 @@ def verify(db: str | None, anchors: tuple[str, ...], as_json: bool) -> None:
         for anchor in report.anchors:
             click.echo(f"anchor {anchor}")
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+@log.command(
+    epilog="Ship what it prints off the console (a USB stick, the clinic's records system, "
+    "laserctl fleet push): `log verify --checkpoint FILE` then holds the log to it even if the "
+    "console's copy is deleted. Exit codes: 0 made; 1 the log is not intact (nothing signed), "
+    "the console key is unusable, or the database cannot be written; 2 no database there."
+)
+@click.option("--db", default=None, help=DB_HELP)
+@click.option("--out", default=None, metavar="FILE", help="Also write the checkpoint to FILE.")
+def checkpoint(db: str | None, out: str | None) -> None:
+    """Sign a checkpoint of the log as it is now with the console's key, store it in the log
+    and print it. Refused if the log does not verify: a tampered log is not signed."""
+    from laserctl.auth.keys import KeyProblem
+    from laserctl.records import RecordError, open_store
+    from laserctl.records.store import default_path
+
+    path = Path(db) if db else default_path()
+    if not path.exists():
+        fail("log checkpoint", f"no shot log at {path}", EXIT_USAGE)
+    try:
+        store = open_store(path)
+    except RecordError as exc:
+        fail("log checkpoint", str(exc), EXIT_FAILED)
+    try:
+        report = store.verify()
+        if not report.ok:
+            first = report.problems[0]
+            fail(
+                "log checkpoint",
+                f"{path} is not intact ({len(report.problems)} problem(s), the first: {first}): "
+                "nothing signed; see laserctl log verify",
+                EXIT_FAILED,
+            )
+        made = store.checkpoint()
+    except (RecordError, KeyProblem) as exc:
+        fail("log checkpoint", str(exc), EXIT_FAILED)
+    finally:
+        store.close()
+    if out:
+        try:
+            Path(out).write_text(made.text(), encoding="utf-8")
+        except OSError as exc:
+            fail(
+                "log checkpoint",
+                f"stored in the log, but cannot write {out}: {exc.strerror or exc}",
+                EXIT_FAILED,
+            )
+        click.echo(f"{made.label()} stored in {path} and written to {out}", err=True)
+    click.echo(made.text(), nl=False)
 
 
 @log.command(

@@ -15,6 +15,8 @@ from laserctl.records import chain, checkpoints
 from .central import Central, FleetRefused
 from .outbox import CHECKPOINTS, Outbox
 
+__all__ = ["CHECKPOINTS", "check_against_store", "local_checkpoints", "ship"]
+
 
 def local_checkpoints(outbox: Outbox, after: int) -> list[tuple[int, str, str]]:
     """(id, made_at, text) of the log's checkpoints with id > after; none if the log has no

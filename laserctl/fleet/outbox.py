@@ -113,6 +113,10 @@ class Outbox:
             out[table] = int(row[0]) if row else 0
         return out
 
+    def shipped_tables(self) -> tuple[str, ...]:
+        """The chained tables, in the order a push sends them."""
+        return TABLE_NAMES
+
     def tables(self) -> set[str]:
         rows = self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         return {str(r[0]) for r in rows}

@@ -6,7 +6,8 @@ queries use are VIRTUAL generated columns read out of `body`, so nothing about a
 outside the bytes the chain covers: changing a record means changing `body`, and that breaks
 the chain (see chain.py and docs/shot-log.md).
 
-Migrations are numbered scripts; PRAGMA user_version holds how many have run.
+Migrations are numbered scripts; PRAGMA user_version holds how many have run: 1 the record
+tables and chain_heads, 2 the signed checkpoints, 3 the fleet outbox (issue 14).
 """
 
 from __future__ import annotations
@@ -125,14 +126,17 @@ def _table_sql(table: RecordTable) -> list[str]:
     for name, unique, cols in table.indexes:
         kind = "UNIQUE INDEX" if unique else "INDEX"
         out.append(f"CREATE {kind} {name} ON {table.name} ({', '.join(cols)})")
+    return out + _append_only(table.name)
+
+
+def _append_only(table: str) -> list[str]:
     # Append-only (SR-12): the software never changes a record; these stop it doing so by
     # mistake. Someone with the file can drop them, which `log verify` reports.
-    for op in ("UPDATE", "DELETE"):
-        out.append(
-            f"CREATE TRIGGER {table.name}_no_{op.lower()} BEFORE {op} ON {table.name}\n"
-            f"BEGIN SELECT RAISE(ABORT, 'laserctl: {table.name} is append-only'); END"
-        )
-    return out
+    return [
+        f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table}\n"
+        f"BEGIN SELECT RAISE(ABORT, 'laserctl: {table} is append-only'); END"
+        for op in ("UPDATE", "DELETE")
+    ]
 
 
 def _v1() -> list[str]:
@@ -150,6 +154,20 @@ def _v1() -> list[str]:
     return statements
 
 
+def _v2() -> list[str]:
+    """Signed checkpoints (checkpoints.py): the note's text as made, one row each, appended
+    at every session end and by `laserctl log checkpoint`. Not a chain of its own: each
+    checkpoint is signed, and what an attacker can do to this table (delete rows) is what
+    shipping checkpoints off the console is for (docs/shot-log.md)."""
+    return [
+        "CREATE TABLE checkpoints (\n"
+        "    id INTEGER PRIMARY KEY,\n"
+        "    made_at TEXT NOT NULL,\n"
+        "    text TEXT NOT NULL\n)",
+        *_append_only("checkpoints"),
+    ]
+
+
 # The fleet outbox (laserctl/fleet, docs/fleet.md): per central store, console and table, the
 # last row the central store acknowledged. Not a record and not chained: a bookkeeping row that
 # only says where the next push starts; the central store re-checks whatever it is sent.
@@ -164,7 +182,7 @@ FLEET_OUTBOX = (
     "    PRIMARY KEY (store_id, console_id, tbl)\n)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (tuple(_v1()), FLEET_OUTBOX)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (tuple(_v1()), tuple(_v2()), FLEET_OUTBOX)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from . import course_check, courses
+from .checkpointer import Checkpointer
 from .context import ContextSource, ShotContext
 from .course_check import CourseAuthority
 from .courses import CourseOverride
@@ -44,8 +45,10 @@ class Sessions:
         patients: Patients,
         clock: Callable[[], float],
         tz: dt.tzinfo | None,
+        checkpointer: Checkpointer,
     ) -> None:
         self._db = db
+        self._checkpointer = checkpointer
         self._patients = patients
         self._clock = clock
         self.tz = tz
@@ -236,15 +239,21 @@ class Sessions:
         self.sources[session_id] = context
 
     def end_session(self, session_id: str, summary: Mapping[str, object] | None = None) -> int:
-        """Log the session's end with its summary; returns the shots logged for it."""
+        """Log the session's end with its summary and, in the same transaction, a signed
+        checkpoint covering it (checkpointer.py); returns the shots logged for it."""
         info = self.session(session_id)
         count = self.shots_logged(session_id)
-        self.log_event(
-            "session_end",
-            f"session {session_id} ended: {count} shots logged",
-            session_id=session_id,
-            data={"shots_logged": count, **(summary or {})},
-        )
+        data = {"shots_logged": count, **(summary or {})}
+
+        def append(txn: Txn, extra: Mapping[str, object]) -> int:
+            message = f"session {session_id} ended: {count} shots logged"
+            event = self.stage_event(
+                "session_end", message, session_id=session_id, data={**data, **extra}
+            )
+            return self.append_event(txn, event, session_ref=info.ref)
+
+        with self._db.lock, self._db.transaction("logging the session end") as txn:
+            self._checkpointer.with_checkpoint(txn, lambda extra: append(txn, extra))
         self.sources.pop(session_id, None)
         self._bound.pop(info.ref, None)
         return count

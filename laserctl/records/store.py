@@ -7,7 +7,9 @@ own, each over the same open file (db.Database: the connection, its lock, the tr
     sessions.py      sessions begun, resumed and ended; their events and handpieces
     shots.py         shots staged and written exactly once, with the events staged alongside
     calibrations.py  handpiece calibrations (SR-14)
-    verify.py        the chains, heads, schema and anchors checked (SR-12)
+    verify.py        the chains, heads, schema, anchors and checkpoints checked (SR-12)
+    checkpoints.py   signed checkpoints: the note, its signature, the log held to it
+    checkpointer.py  checkpoints made at every session end and on request
 
 Durability: record() and record_many() return only after their COMMIT (WAL, synchronous=FULL);
 the controller sends SHOT_ACK only after that, so the device forgets no shot the log does not
@@ -25,6 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .calibrations import Calibrations
+from .checkpointer import Checkpointer, KeySource
+from .checkpoints import Checkpoint
+from .checkpoints import stored as stored_checkpoints
 from .context import ContextSource, ShotContext
 from .course_check import CourseAuthority
 from .courses import CourseOverride, PastSession
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
 
 # The store, the values crossing its API, and what the CLI and console import from here.
 __all__ = [
+    "Checkpoint",
     "RecordStore",
     "SessionInfo",
     "StagedEvent",
@@ -65,6 +71,7 @@ class RecordStore:
         readonly: bool,
         clock: Clock = time.time,
         tz: dt.tzinfo | None = None,
+        console_key: KeySource | None = None,
     ) -> None:
         self._db = Database(db, path, readonly=readonly)
         self.path = path
@@ -72,7 +79,8 @@ class RecordStore:
         self.tz = tz
         self._lock = self._db.lock  # every call below takes it (a test holds it, as a slow disk)
         self._patients = Patients(self._db, clock, tz)
-        self._sessions = Sessions(self._db, self._patients, clock, tz)
+        self._checkpointer = Checkpointer(console_key, clock)
+        self._sessions = Sessions(self._db, self._patients, clock, tz, self._checkpointer)
         self._shots = ShotLog(self._db, self._sessions, clock)
         self._calibrations = Calibrations(self._db, clock)
 
@@ -230,10 +238,36 @@ class RecordStore:
         return self._calibrations.of(serial)
 
     # ---- verification ---------------------------------------------------------------------------
-    def verify(self, anchors: Sequence[str] = ()) -> VerifyReport:
-        """Check every chain, the chain heads and the schema (SR-12), and that each anchor
-        ("table:row:sha256", from an earlier verify or report) still holds."""
-        return verify(self._db, anchors)
+    def verify(
+        self,
+        anchors: Sequence[str] = (),
+        checkpoints: Sequence[Checkpoint] = (),
+        *,
+        console_public: str | None = None,
+    ) -> VerifyReport:
+        """Check every chain, the chain heads and the schema (SR-12), that each anchor
+        ("table:row:sha256", from an earlier verify or report) still holds, and that the log
+        still holds what every checkpoint signed: those stored in it and `checkpoints` (from
+        files, the central store). console_public: the key they must be signed with (else
+        the key of the first one, and all must agree)."""
+        return verify(self._db, anchors, checkpoints, console_public=console_public)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        """Make, sign and store a checkpoint of the log as it is now (`laserctl log
+        checkpoint`); raises auth.keys.KeyProblem without the console key."""
+        with self._lock, self._db.transaction("storing a checkpoint") as txn:
+            return self._checkpointer.make(txn)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """The checkpoints stored in the log, oldest first (one whose text cannot be read is
+        left out here; `verify` reports it)."""
+        with self._lock:
+            try:
+                found = stored_checkpoints(self._db.conn)
+            except sqlite3.Error as exc:
+                raise self._db.fail("reading checkpoints", exc) from None
+        return [cp for _, _, cp in found if isinstance(cp, Checkpoint)]
 
 
 def open_store(
@@ -242,8 +276,11 @@ def open_store(
     readonly: bool = False,
     clock: Clock = time.time,
     tz: dt.tzinfo | None = None,
+    console_key: KeySource | None = None,
 ) -> RecordStore:
     """Open (and create and migrate) the shot log at `path`, by default `laserctl.db` in the
-    user data directory. readonly: for reports and verification; the file must exist."""
+    user data directory. readonly: for reports and verification; the file must exist.
+    console_key: where the key signing checkpoints comes from (default: the console key in
+    the config directory, auth.console_key.load_or_create, made on first use)."""
     conn, target = connect(path, readonly=readonly)
-    return RecordStore(conn, target, readonly=readonly, clock=clock, tz=tz)
+    return RecordStore(conn, target, readonly=readonly, clock=clock, tz=tz, console_key=console_key)

@@ -151,6 +151,12 @@ class Txn:
                         self.new_shots += 1
                 return
 
+    def head(self, table: str) -> Head:
+        """The table's chain head as this transaction has it so far (a checkpoint made inside
+        it covers what it wrote)."""
+        self.flush_shots()
+        return self.heads.get(table) or self.db.head(table)
+
     def dumps(self, table: str, body: Mapping[str, object]) -> str:
         try:
             return dumps(body)
