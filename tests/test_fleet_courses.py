@@ -17,7 +17,6 @@ from click.testing import CliRunner, Result
 
 from laserctl.auth import AccountBook, console_key
 from laserctl.cli import main
-from laserctl.cli.fleet_decisions import decisions as decisions_command
 from laserctl.fleet import central
 from laserctl.fleet.courses import CentralCourses, course_summary
 from laserctl.fleet.push import push
@@ -44,7 +43,8 @@ class Console:
         self.key = console_key.load_or_create(path.with_suffix(".pem"))
         self.name = self.key.console_id
         self.clock = Clock()
-        self.store = open_store(path, clock=self.clock, tz=dt.UTC)
+        key = self.key  # the console's own: it signs the checkpoints its pushes carry
+        self.store = open_store(path, clock=self.clock, tz=dt.UTC, console_key=lambda: key)
         self.url = url
         self.authority = CentralCourses(url) if url else None
 
@@ -119,7 +119,7 @@ def test_a_course_rule_is_enforced_across_consoles(
     assert last.who == "svc-anna" and last.data["reason"] == OVERRIDE.reason
     assert last.data["session"] == sixth and last.data["offline"] is False
     assert last.data["consoles"] == [a.name]  # whose sessions made the rule bite
-    listed = CliRunner().invoke(decisions_command, ["--to", pg_url, "--patient", PATIENT])
+    listed = CliRunner().invoke(main, ["fleet", "decisions", "--to", pg_url, "--patient", PATIENT])
     assert listed.exit_code == 0, listed.output
     assert (
         f"console {b.name}  {PATIENT} abdomen course 1: overridden (central; 5 session(s) in "
@@ -158,7 +158,7 @@ def test_offline_a_session_is_refused_unless_overridden_and_the_override_is_ship
     assert overridden.data["decision"] == "overridden" and overridden.data["offline"] is True
     assert overridden.who == "svc-anna" and overridden.data["session"] == sid
     assert "overridden offline by svc-anna" in overridden.message
-    listed = CliRunner().invoke(decisions_command, ["--to", pg_url, "--offline", "--json"])
+    listed = CliRunner().invoke(main, ["fleet", "decisions", "--to", pg_url, "--offline", "--json"])
     assert listed.exit_code == 0, listed.output
     shown = json.loads(listed.output)["decisions"]
     assert [(d["console"], d["decision"]) for d in shown] == [
@@ -166,7 +166,7 @@ def test_offline_a_session_is_refused_unless_overridden_and_the_override_is_ship
         (b.name, "overridden"),
     ]
     assert shown[1]["who"] == "svc-anna" and shown[1]["reason"] == OVERRIDE.reason
-    down = CliRunner().invoke(decisions_command, ["--to", f"{b.authority.url}"])
+    down = CliRunner().invoke(main, ["fleet", "decisions", "--to", f"{b.authority.url}"])
     assert down.exit_code == 1 and "unreachable" in down.output
     a.store.close()
     b.store.close()
