@@ -51,6 +51,7 @@ def clinic_at(tmp_path: Path, name: str, fleet_url: str) -> Clinic:
         reports_dir=tmp_path / f"reports-{name}",
         hasher=FAST_HASHER,
         fleet_url=fleet_url,
+        console_key=lambda: console_key.load_or_create(tmp_path / f"{name}.pem"),
     )
 
 

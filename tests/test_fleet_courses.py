@@ -42,7 +42,8 @@ class Console:
         self.key = console_key.load_or_create(path.with_suffix(".pem"))
         self.name = self.key.console_id
         self.clock = Clock()
-        self.store = open_store(path, clock=self.clock, tz=dt.UTC)
+        key = self.key  # the session ends' checkpoints are signed with the key that pushes
+        self.store = open_store(path, clock=self.clock, tz=dt.UTC, console_key=lambda: key)
         self.url = url
         self.authority = CentralCourses(url) if url else None
 
