@@ -39,8 +39,10 @@ def shot(sid: str, n: int) -> ShotRecord:
 
 
 def make_log(path: Path, shots: int = 20, patient: str = "P-0007", first: int = 1) -> str:
-    """A session of `shots` shots (numbered from `first`) and a fault event; returns its id."""
-    store = open_store(path, tz=dt.UTC)
+    """A session of `shots` shots (numbered from `first`) and a fault event, ended with its
+    checkpoint signed by key_for(path); returns the session id."""
+    signer = key_for(path)
+    store = open_store(path, tz=dt.UTC, console_key=lambda: signer)
     try:
         sid = store.begin_session(patient, "thigh", context=lambda: CONTEXT)
         store.record_many(shot(sid, n) for n in range(first, first + shots))
@@ -52,7 +54,13 @@ def make_log(path: Path, shots: int = 20, patient: str = "P-0007", first: int = 
         store.close()
 
 
-def key(tmp: Path, name: str = "console") -> console_key.ConsoleKey:
+def key_for(db: Path) -> console_key.ConsoleKey:
+    """The key of the console whose log is `db` (next to it, same name, .pem)."""
+    return console_key.load_or_create(db.with_suffix(".pem"))
+
+
+def key(tmp: Path, name: str) -> console_key.ConsoleKey:
+    """Another key (an impostor's, an intruder's)."""
     return console_key.load_or_create(tmp / f"{name}-key.pem")
 
 
@@ -71,7 +79,18 @@ def _attack(path: Path, work: Callable[[sqlite3.Connection], None]) -> None:
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         db.execute(f"DROP TRIGGER {name}")
     work(db)
-    for table in TABLE_NAMES:
+    # the local checkpoints go, and the session ends no longer say they had one
+    db.execute("DELETE FROM checkpoints")
+    flagged = db.execute(
+        "SELECT min(id) FROM events WHERE json_extract(body, '$.data.checkpoint') = 1"
+    ).fetchone()[0]
+    if flagged is not None:
+        db.execute(
+            "UPDATE events SET body = json_set(body, '$.data.checkpoint', json('false'))"
+            " WHERE json_extract(body, '$.data.checkpoint') = 1"
+        )
+        rechain(db, "events", int(flagged))
+    for table in TABLE_NAMES:  # chain_heads says what the tables now end with
         last = db.execute(f"SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
         count = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         if last is not None:
@@ -79,8 +98,6 @@ def _attack(path: Path, work: Callable[[sqlite3.Connection], None]) -> None:
                 "UPDATE chain_heads SET count = ?, last_id = ?, hash = ? WHERE tbl = ?",
                 (count, last[0], last[1], table),
             )
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'checkpoints'").fetchone():
-        db.execute("DELETE FROM checkpoints")
     for sql in triggers:
         db.execute(sql)
     db.execute("COMMIT")

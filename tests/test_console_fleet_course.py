@@ -51,14 +51,15 @@ def clinic_at(tmp_path: Path, name: str, fleet_url: str) -> Clinic:
         reports_dir=tmp_path / f"reports-{name}",
         hasher=FAST_HASHER,
         fleet_url=fleet_url,
+        console_key=lambda: console_key.load_or_create(tmp_path / f"{name}.pem"),
     )
 
 
 def pushed(clinic: Clinic, url: str) -> str:
-    """`laserctl fleet push` of the clinic's log; returns the console's id. (The console key
-    is the config directory's, which signs the log's checkpoints: one pushing console a
-    test.)"""
-    key = console_key.load_or_create()
+    """`laserctl fleet push` of the clinic's log, with the key that signs its checkpoints;
+    returns the console's id."""
+    assert clinic.console_key is not None
+    key = clinic.console_key()
     push(clinic.store.path, url, key=key)
     return key.console_id
 
@@ -96,7 +97,7 @@ def test_the_console_counts_the_sessions_of_the_other_consoles(
         await until(pilot, lambda: on(app, CourseRefusedDialog), "the refusal")
         dialog = app.screen
         assert isinstance(dialog, CourseRefusedDialog) and not dialog.offline
-        assert "at least 21 days" in shown(dialog, "#reasons")
+        await until(pilot, lambda: "at least 21 days" in shown(dialog, "#reasons"), "why")
         await keys(pilot, "n")
         await until(pilot, lambda: on(app, SetupScreen), "back")
         assert app.session is None  # nothing was connected
@@ -129,7 +130,7 @@ def test_offline_the_console_refuses_and_a_service_override_is_logged_and_shippe
         await until(pilot, lambda: on(app, CourseRefusedDialog), "the refusal")
         dialog = app.screen
         assert isinstance(dialog, CourseRefusedDialog) and dialog.offline
-        assert "cannot be reached" in shown(dialog, "#reasons")
+        await until(pilot, lambda: "cannot be reached" in shown(dialog, "#reasons"), "why")
         assert "logged as made offline" in shown(dialog, "#explain")
         await keys(pilot, "tab", "enter")  # Back has the focus; the override is one Tab away
         await until(pilot, lambda: on(app, ServiceLoginDialog), "the service login")

@@ -14,7 +14,7 @@ import pytest
 
 from laserctl.fleet.push import push
 
-from .fleet import key, make_log
+from .fleet import key_for, make_log
 from .test_fleet_push import local_rows, stored_rows
 
 PUSHER = textwrap.dedent(
@@ -55,10 +55,10 @@ def test_a_console_killed_mid_push_resumes_with_nothing_lost_or_duplicated(
 ) -> None:
     db = tmp_path / "a.db"
     make_log(db, shots=120)
-    k = key(tmp_path)
+    k = key_for(db)
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-c", PUSHER, str(db), pg_url, str(tmp_path / "console-key.pem"), phase],
+        [sys.executable, "-c", PUSHER, str(db), pg_url, str(db.with_suffix(".pem")), phase],
         stdout=subprocess.PIPE,
         text=True,
         cwd=root,

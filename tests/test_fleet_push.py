@@ -17,7 +17,7 @@ from laserctl.fleet.central import CentralError, FleetRefused
 from laserctl.fleet.push import Hooks, push
 from laserctl.records.schema import TABLE_NAMES
 
-from .fleet import forge, key, make_log, truncate
+from .fleet import forge, key, key_for, make_log, truncate
 
 
 def local_rows(path: Path) -> dict[str, list[tuple[int, bytes]]]:
@@ -59,7 +59,7 @@ def test_two_consoles_ship_to_one_store_and_nothing_is_sent_twice(
     a_db, b_db = tmp_path / "a.db", tmp_path / "b.db"
     make_log(a_db, shots=30, patient="P-0001")
     make_log(b_db, shots=12, patient="P-0002")
-    a, b = key(tmp_path, "a"), key(tmp_path, "b")
+    a, b = key_for(a_db), key_for(b_db)
     first = push(a_db, pg_url, key=a, batch=7)
     push(b_db, pg_url, key=b, batch=1000)
     assert first.shipped["shots"] == 30 and first.batches > len(TABLE_NAMES)
@@ -82,7 +82,7 @@ def test_two_consoles_ship_to_one_store_and_nothing_is_sent_twice(
 def test_a_batch_already_committed_is_resent_harmlessly(pg_url: str, tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     make_log(db, shots=10)
-    k = key(tmp_path)
+    k = key_for(db)
     push(db, pg_url, key=k)
     conn = sqlite3.connect(db)
     conn.execute("DELETE FROM fleet_outbox")  # as if every acknowledgement had been lost
@@ -98,7 +98,7 @@ def test_a_connection_cut_mid_batch_loses_and_duplicates_nothing(
 ) -> None:
     db = tmp_path / "a.db"
     make_log(db, shots=40)
-    k = key(tmp_path)
+    k = key_for(db)
     batches: list[int] = []
 
     def cut(table: str, rows: list[object]) -> None:
@@ -124,7 +124,7 @@ def test_a_connection_cut_mid_batch_loses_and_duplicates_nothing(
 def test_a_key_different_from_the_pinned_one_is_refused(pg_url: str, tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     make_log(db, shots=3)
-    k = key(tmp_path)
+    k = key_for(db)
     push(db, pg_url, key=k)
     impostor = ConsoleKey(k.console_id, key(tmp_path, "other").private)
     with pytest.raises(FleetRefused, match=f"console {k.console_id}: its public key"):
@@ -138,7 +138,7 @@ def test_a_rewritten_and_rechained_log_is_refused_naming_console_table_and_row(
 ) -> None:
     db = tmp_path / "a.db"
     make_log(db, shots=20)
-    k = key(tmp_path)
+    k = key_for(db)
     push(db, pg_url, key=k)
     forge(db, "shots", 5, "measured", 99.0)  # `log verify` says intact afterwards
     with pytest.raises(FleetRefused) as refused:
@@ -159,7 +159,7 @@ def test_a_forged_log_with_new_rows_is_refused_and_none_of_them_stored(
 ) -> None:
     db = tmp_path / "a.db"
     make_log(db, shots=20)
-    k = key(tmp_path)
+    k = key_for(db)
     push(db, pg_url, key=k)
     before = stored_rows(pg_url, k.console_id)
     forge(db, "shots", 12, "measured", 1.0)
@@ -173,7 +173,7 @@ def test_a_forged_log_with_new_rows_is_refused_and_none_of_them_stored(
 def test_a_truncated_log_is_refused(pg_url: str, tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     make_log(db, shots=20)
-    k = key(tmp_path)
+    k = key_for(db)
     push(db, pg_url, key=k)
     truncate(db, "shots", 15)
     with pytest.raises(FleetRefused, match=r"table shots row 16.*deleted after they were shipped"):
@@ -187,7 +187,7 @@ def test_a_truncated_log_with_new_rows_in_place_of_the_deleted_is_refused(
 ) -> None:
     db = tmp_path / "a.db"
     make_log(db, shots=20)
-    k = key(tmp_path)
+    k = key_for(db)
     push(db, pg_url, key=k)
     truncate(db, "shots", 15)
     make_log(db, shots=2, patient="P-0009", first=100)  # shots 16, 17 anew: fewer than gone
@@ -203,7 +203,7 @@ def test_the_store_itself_refuses_rows_that_do_not_chain(pg_url: str, tmp_path: 
     checks still cannot store a row that does not chain, nor change a stored one."""
     db = tmp_path / "a.db"
     make_log(db, shots=3)
-    k = key(tmp_path)
+    k = key_for(db)
     push(db, pg_url, key=k)
     with psycopg.connect(pg_url) as conn:
         with pytest.raises(psycopg.Error, match=f"console {k.console_id} table shots row 4"):
@@ -236,7 +236,7 @@ def test_an_unreachable_store_is_named_without_its_password(tmp_path: Path) -> N
     with pytest.raises(
         CentralError, match=re.escape("central store postgresql://clinic@127.0.0.1:1/chain")
     ) as e:
-        push(db, url, key=key(tmp_path))
+        push(db, url, key=key_for(db))
     assert "s3cret" not in str(e.value)
 
 

@@ -68,7 +68,18 @@ DEFAULT_DEVICE = "sim:fractional-1550"  # offered on the connect screen
     metavar="URL",
     help="The clinic chain's central store (postgresql://...; else $LASERCTL_FLEET_URL): "
     "the course rules count the patient's sessions on every console before a session starts, "
-    "and refuse while it cannot be reached unless a service override (docs/fleet.md).",
+    "and refuse while it cannot be reached unless a service override (docs/fleet.md). The "
+    "shot log is pushed there in the background: at start, after every session end and every "
+    "--fleet-every minutes; the header shows how the last push went.",
+)
+@click.option(
+    "--fleet-every",
+    "fleet_every",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    metavar="MINUTES",
+    help="With --fleet: how often the background push runs besides session ends.",
 )
 def console(
     url: str | None,
@@ -79,6 +90,7 @@ def console(
     reports_dir: Path | None,
     training: bool,
     fleet_url: str | None,
+    fleet_every: float,
 ) -> None:
     """The operator console: connect, patient and profile, treatment, report, service.
 
@@ -113,6 +125,7 @@ def console(
             profile=profile,
             operator=operator,
             connect_at_start=url is not None,
+            fleet_every_s=fleet_every * 60.0,
         ),
     )
     try:

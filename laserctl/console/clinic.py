@@ -1,5 +1,7 @@
 """Everything the console uses from the shot log, the profiles, the service accounts and the
-calibration (issues 5 and 6), in one place: if one of their APIs changes, this file changes.
+calibration (issues 5 and 6), and the central store (issue 14), in one place: if one of their
+APIs changes, this file changes. That is why it runs a little past 400 lines: it is one seam,
+a few short methods per API, and splitting it would scatter the seam again.
 
 Every method may read or write files (SQLite, profile files, Argon2 hashing): the console calls
 them on its I/O worker thread, never on the interface's.
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
     from drivers.protocol import DeviceInfo
     from laserctl.auth import AccountBook, Identity
+    from laserctl.auth.console_key import ConsoleKey
     from laserctl.calibration.daily import DailyVerification
     from laserctl.calibration.procedure import Outcome
     from laserctl.calibration.record import Calibration, CalibrationLookup
@@ -88,12 +91,18 @@ class Clinic:
         training: bool = False,
         fleet_url: str | None = None,
         authority: CourseAuthority | None = None,
+        console_key: Callable[[], ConsoleKey] | None = None,
     ) -> None:
         """training: simulated handpieces only, uncalibrated, and a throwaway shot log (in a
         temporary directory, removed by close()) instead of the clinic's. fleet_url: the
         clinic chain's central store, asked by the course rules before every session
-        (laserctl.fleet.courses; `authority` instead, for tests)."""
+        (laserctl.fleet.courses; `authority` instead, for tests), and where the console's
+        background pusher ships the log (laserctl.fleet.background). console_key: the key that
+        signs the log's checkpoints and names the console to the central store (default: the
+        console key in the config directory)."""
         self.training = training
+        self.fleet_url = None if training else fleet_url
+        self.console_key = console_key
         if authority is None and fleet_url:
             from laserctl.fleet.courses import CentralCourses
 
@@ -124,7 +133,9 @@ class Clinic:
             from laserctl.records import RecordError, open_store
 
             try:
-                self._store = open_store(self.db_path, clock=self.clock, tz=self.tz)
+                self._store = open_store(
+                    self.db_path, clock=self.clock, tz=self.tz, console_key=self.console_key
+                )
             except RecordError as exc:
                 raise ClinicError(str(exc)) from None
         return self._store

@@ -321,10 +321,16 @@ class Central:
         return row is not None and row[0] == text
 
 
-def connect(url: str, *, timeout: float = 10.0) -> Central:
-    """Open the central store at `url` (postgresql://... or a libpq conninfo string)."""
+def connect(url: str, *, timeout: float = 10.0, statement_timeout_s: float = 120.0) -> Central:
+    """Open the central store at `url` (postgresql://... or a libpq conninfo string); no
+    connect and no statement waits longer than its timeout."""
     try:
-        conn = psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True)
+        conn = psycopg.connect(
+            url,
+            connect_timeout=max(1, int(timeout)),
+            autocommit=True,
+            options=f"-c statement_timeout={int(statement_timeout_s * 1000)}",
+        )
     except psycopg.Error as exc:
         raise CentralError(
             f"central store {redact(url)}: cannot connect: {_first_line(exc)}"
