@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from laserctl.records import CourseOverride, CourseRuleBroken, RecordStore, open_store
+from laserctl.records import (
+    CourseOverride,
+    CourseRuleBroken,
+    RecordStore,
+    UnknownRecord,
+    open_store,
+)
 from laserctl.records.course_check import (
     DECISION_EVENT,
     CentralCourse,
@@ -197,3 +203,48 @@ def test_a_course_opened_on_another_console_is_taken_over(store: RecordStore, cl
     (body,) = store.query("SELECT body FROM courses")
     course = json.loads(body[0])
     assert course["by"] == "svc-bo" and "opened on console console-b" in course["reason"]
+
+
+def test_the_displays_remember_the_answer_and_the_silence_for_a_while() -> None:
+    """The patient screen checks at every key typed: an unreachable store is not waited for
+    again within 10 s, nor a patient asked twice; a session start asks the authority itself."""
+    from laserctl.fleet.courses import Remembered
+
+    now = [0.0]
+    authority = Authority([elsewhere(1, START)])
+    shown = Remembered(authority, seconds=10, clock=lambda: now[0])
+    assert shown.course_of("P-0042").sessions == (elsewhere(1, START),)
+    now[0] = 9.0
+    shown.course_of("P-0042")
+    assert authority.asked == ["P-0042"]
+    now[0] = 10.0
+    authority.down = "connection refused"
+    with pytest.raises(CentralUnreachable):
+        shown.course_of("P-0042")
+    now[0] = 19.0
+    with pytest.raises(CentralUnreachable):
+        shown.course_of("P-0043")  # the silence is remembered, whoever is asked
+    assert authority.asked == ["P-0042", "P-0042"]
+    authority.down = ""
+    now[0] = 20.0
+    assert shown.course_of("P-0043").patient == "P-0043"
+    assert shown.where == authority.where
+
+
+def test_the_course_view_says_when_it_holds_this_consoles_sessions_only(
+    store: RecordStore, clock: Clock
+) -> None:
+    from laserctl.fleet.courses import course_summary
+
+    treat(store)
+    authority = Authority([elsewhere(1, START - 30 * DAY)])
+    summary, note = course_summary(store, "P-0042", authority)
+    assert note.endswith("1 session(s) from other consoles (console-b)")
+    (area,) = summary["courses"][0]["areas"]  # type: ignore[index]
+    assert [s.get("console") for s in area["sessions"]] == ["console-b", None]
+    authority.down = "connection refused"
+    summary, note = course_summary(store, "P-0042", authority)
+    assert "unreachable: connection refused: the sessions of this console only" in note
+    assert summary == store.course_summary("P-0042")
+    with pytest.raises(UnknownRecord, match="no patient P-0404"):
+        course_summary(store, "P-0404", Authority())
