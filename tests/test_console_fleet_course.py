@@ -154,3 +154,20 @@ def test_offline_the_console_refuses_and_a_service_override_is_logged_and_shippe
     assert refused.console == c_id and refused.data["offline"] is True
     assert overridden.data["decision"] == "overridden" and overridden.data["offline"] is True
     assert overridden.who == SERVICE_USER and overridden.data["reason"] == reason
+
+
+def test_training_asks_no_central_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--training with --fleet is a usage error; $LASERCTL_FLEET_URL set for the clinic is
+    simply not used by a training console (nothing of it is recorded or asked)."""
+    from click.testing import CliRunner
+
+    from laserctl.cli import main
+
+    given = CliRunner().invoke(main, ["console", "--training", "--fleet", "postgresql:///x"])
+    assert given.exit_code == 2 and "no --fleet" in given.output
+    seen: list[object] = []
+    monkeypatch.setattr(ConsoleApp, "run", lambda app: seen.append(app.clinic.authority))
+    monkeypatch.setenv("LASERCTL_FLEET_URL", "postgresql:///x")
+    from_env = CliRunner().invoke(main, ["console", "--training"])
+    assert from_env.exit_code == 0, from_env.output
+    assert seen == [None]

@@ -101,6 +101,8 @@ def console(
     if plan_path and profile:
         click.echo("laserctl console: --plan and --profile exclude each other", err=True)
         sys.exit(EXIT_USAGE)
+    if training and fleet_url and _from_environment("fleet_url"):
+        fleet_url = None  # $LASERCTL_FLEET_URL set for the clinic: training asks nobody
     if training and (db_path or reports_dir or fleet_url):
         click.echo(
             "laserctl console: --training records nothing: no --db, no --reports, no --fleet",
@@ -133,3 +135,8 @@ def console(
     finally:
         app.close_all()  # disarm and close the link whatever happened
     sys.exit(EXIT_OK if app.return_code in (None, 0) else app.return_code)
+
+
+def _from_environment(name: str) -> bool:
+    source = click.get_current_context().get_parameter_source(name)
+    return source is click.core.ParameterSource.ENVIRONMENT

@@ -103,10 +103,10 @@ class Clinic:
         self.training = training
         self.fleet_url = None if training else fleet_url
         self.console_key = console_key
-        if authority is None and fleet_url:
+        if authority is None and self.fleet_url:
             from laserctl.fleet.courses import CentralCourses
 
-            authority = CentralCourses(fleet_url)
+            authority = CentralCourses(self.fleet_url)
         self.authority = authority  # asked at every session start
         self._shown: CourseAuthority | None = None  # the same, remembered for the displays
         if authority is not None:
