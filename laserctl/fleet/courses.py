@@ -203,13 +203,15 @@ class Decision:
     data: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
+        """The event's data, with where and when; `who` is who decided: the operator, or
+        the service user who overrode the rules."""
         return {
+            **self.data,
             "console": self.console,
             "row_id": self.row_id,
             "at": self.at,
             "who": self.who,
             "message": self.message,
-            **self.data,
         }
 
 
