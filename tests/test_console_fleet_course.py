@@ -55,9 +55,11 @@ def clinic_at(tmp_path: Path, name: str, fleet_url: str) -> Clinic:
     )
 
 
-def pushed(clinic: Clinic, url: str, tmp_path: Path, name: str) -> str:
-    """`laserctl fleet push` of the clinic's log; returns the console's id."""
-    key = console_key.load_or_create(tmp_path / f"{name}.pem")
+def pushed(clinic: Clinic, url: str) -> str:
+    """`laserctl fleet push` of the clinic's log; returns the console's id. (The console key
+    is the config directory's, which signs the log's checkpoints: one pushing console a
+    test.)"""
+    key = console_key.load_or_create()
     push(clinic.store.path, url, key=key)
     return key.console_id
 
@@ -69,7 +71,7 @@ def test_the_console_counts_the_sessions_of_the_other_consoles(
     migrate(pg_url)
     a = clinic_at(tmp_path, "a", pg_url)
     _treated_before(a, PATIENT, "abdomen")  # today, on console A
-    a_id = pushed(a, pg_url, tmp_path, "a")
+    a_id = pushed(a, pg_url)
     a.close()
     b = clinic_at(tmp_path, "b", pg_url)
 
@@ -147,7 +149,7 @@ def test_offline_the_console_refuses_and_a_service_override_is_logged_and_shippe
     assert override["who"] == SERVICE_USER and override["data"]["offline"] is True  # type: ignore[index]
     central = CentralCourses(pg_url)
     assert central.decisions(PATIENT) == []  # decided offline: not there yet
-    c_id = pushed(clinic, pg_url, tmp_path, "c")
+    c_id = pushed(clinic, pg_url)
     refused, overridden = central.decisions(PATIENT)
     assert refused.console == c_id and refused.data["offline"] is True
     assert overridden.data["decision"] == "overridden" and overridden.data["offline"] is True

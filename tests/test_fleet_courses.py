@@ -5,19 +5,29 @@ service override, and what it decided reaches the central store with its next pu
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
+import re
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
 from laserctl.auth import AccountBook, console_key
 from laserctl.cli import main
 from laserctl.fleet import central
-from laserctl.fleet.courses import CentralCourses, course_summary
+from laserctl.fleet.courses import (
+    COURSES_SQL,
+    DECISIONS_SQL,
+    SESSIONS_SQL,
+    CentralCourses,
+    course_summary,
+)
 from laserctl.fleet.push import push
 from laserctl.records import CourseOverride, CourseRuleBroken, open_store
 from laserctl.records.course_check import DECISION_EVENT, CentralUnreachable
@@ -42,7 +52,7 @@ class Console:
         self.key = console_key.load_or_create(path.with_suffix(".pem"))
         self.name = self.key.console_id
         self.clock = Clock()
-        key = self.key  # the session ends' checkpoints are signed with the key that pushes
+        key = self.key  # the console's own: it signs the checkpoints its pushes carry
         self.store = open_store(path, clock=self.clock, tz=dt.UTC, console_key=lambda: key)
         self.url = url
         self.authority = CentralCourses(url) if url else None
@@ -118,6 +128,13 @@ def test_a_course_rule_is_enforced_across_consoles(
     assert last.who == "svc-anna" and last.data["reason"] == OVERRIDE.reason
     assert last.data["session"] == sixth and last.data["offline"] is False
     assert last.data["consoles"] == [a.name]  # whose sessions made the rule bite
+    listed = CliRunner().invoke(main, ["fleet", "decisions", "--to", pg_url, "--patient", PATIENT])
+    assert listed.exit_code == 0, listed.output
+    assert (
+        f"console {b.name}  {PATIENT} abdomen course 1: overridden (central; 5 session(s) in "
+        f"the course, 3 from other consoles) by svc-anna: {OVERRIDE.reason}"
+    ) in listed.output
+    assert "    - course 1 already has 5 sessions on abdomen" in listed.output
     # what console A sees of the patient now: six sessions, the override's among them
     summary, note = course_summary(a.store, PATIENT, a.authority)
     assert f"3 session(s) from other consoles ({b.name})" in note
@@ -150,6 +167,16 @@ def test_offline_a_session_is_refused_unless_overridden_and_the_override_is_ship
     assert overridden.data["decision"] == "overridden" and overridden.data["offline"] is True
     assert overridden.who == "svc-anna" and overridden.data["session"] == sid
     assert "overridden offline by svc-anna" in overridden.message
+    listed = CliRunner().invoke(main, ["fleet", "decisions", "--to", pg_url, "--offline", "--json"])
+    assert listed.exit_code == 0, listed.output
+    shown = json.loads(listed.output)["decisions"]
+    assert [(d["console"], d["decision"]) for d in shown] == [
+        (b.name, "refused"),
+        (b.name, "overridden"),
+    ]
+    assert shown[1]["who"] == "svc-anna" and shown[1]["reason"] == OVERRIDE.reason
+    down = CliRunner().invoke(main, ["fleet", "decisions", "--to", f"{b.authority.url}"])
+    assert down.exit_code == 1 and "unreachable" in down.output
     a.store.close()
     b.store.close()
 
@@ -247,3 +274,69 @@ def test_laserctl_session_asks_the_central_store_and_only_a_service_login_overri
     assert f"{sid}" in shown.output and f"(console {a.name})" in shown.output
     assert f"1 session(s) from other consoles ({a.name})" in shown.output
     a.store.close()
+
+
+# ---- the central store's indexes (course_index.py) ----------------------------------------------
+def test_the_course_questions_are_answered_from_the_indexes(
+    consoles: tuple[Console, Console], pg_url: str
+) -> None:
+    a, _ = consoles
+    a.treat(0)
+    a.push()
+    used: set[str] = set()
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET enable_seqscan = off")  # a tiny table: else a scan is cheaper
+        for sql, params in (
+            (SESSIONS_SQL, {"patient": PATIENT}),
+            (COURSES_SQL, {"patient": PATIENT}),
+            (DECISIONS_SQL, {"kind": DECISION_EVENT, "patient": None}),
+        ):
+            row = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
+            assert row is not None
+            used |= set(re.findall(r'"Index Name": "(fleet_\w+)"', json.dumps(row[0])))
+    assert used >= {
+        "fleet_patients_id",
+        "fleet_sessions_patient",
+        "fleet_courses_patient",
+        "fleet_shots_session",
+        "fleet_session_ends",
+        "fleet_course_decisions",
+    }
+
+
+def test_a_nul_in_a_device_text_neither_fails_the_push_nor_hides_a_shot(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A device's text with a NUL in it is valid JSON (\\u0000) that jsonb refuses: read as
+    U+FFFD, the shot is pushed and counted."""
+    migrate(pg_url)
+    a = Console(tmp_path / "a.db", pg_url)
+    odd = dataclasses.replace(CONTEXT, serial="FR-\x0000001")
+    a.clock.now = START
+    sid = a.store.begin_session(PATIENT, "abdomen", context=lambda: odd)
+    treat_here(a.store, sid)
+    assert a.push() > 0
+    (session,) = CentralCourses(pg_url).course_of(PATIENT).sessions
+    assert (session.session_id, session.shots, session.ended) == (sid, 1, True)
+    a.store.close()
+
+
+def test_a_record_the_course_rules_cannot_read_refuses_rather_than_miscounts(
+    consoles: tuple[Console, Console], pg_url: str
+) -> None:
+    """A body that is not JSON (a forged log whose chain was recomputed) could hide a session:
+    the question fails, and the session is refused as for an unreachable store."""
+    a, b = consoles
+    a.treat(0)
+    a.push()
+    with psycopg.connect(pg_url) as conn:  # what a forged log pushes: its hash chains
+        conn.execute("ALTER TABLE fleet_rows DISABLE TRIGGER USER")
+        conn.execute(
+            "INSERT INTO fleet_rows (console_id, tbl, row_id, body, hash, prev)"
+            " SELECT console_id, tbl, row_id + 1000, 'not json', hash, prev FROM fleet_rows"
+            " WHERE tbl = 'shots' AND console_id = %s",
+            (a.name,),
+        )
+    with pytest.raises(CentralUnreachable, match=r"cannot read \(1 shots, not JSON\)"):
+        CentralCourses(pg_url).course_of(PATIENT)
+    assert "cannot be reached" in b.refused(30)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .fleet_decisions import decisions
 from .log import DB_HELP, fail
 
 TO_HELP = "The central store: postgresql://user@host/db (else $LASERCTL_FLEET_URL)."
@@ -117,3 +118,6 @@ def status(url: str, db: str | None, key_path: Path | None, as_json: bool) -> No
             click.echo(line)
     broken = any(c["verified"]["ok"] is False for c in report["consoles"])
     sys.exit(EXIT_FAILED if broken else EXIT_OK)
+
+
+fleet.add_command(decisions)  # the course decisions every console shipped (fleet_decisions.py)

@@ -22,6 +22,8 @@ from typing import Any
 
 import psycopg
 
+from .course_index import COURSE_INDEXES
+
 REFUSED = "LF001"  # SQLSTATE of a refusal raised by the store's own checks
 
 _V1 = (
@@ -90,7 +92,7 @@ END $$""",
 )
 
 # Append only; each entry is one migration's statements, run in one transaction.
-MIGRATIONS: list[tuple[str, ...]] = [_V1]
+MIGRATIONS: list[tuple[str, ...]] = [_V1, COURSE_INDEXES]  # 2: course_index.py
 
 
 class CentralError(Exception):

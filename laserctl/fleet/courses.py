@@ -41,56 +41,76 @@ ENV_FLEET_URL = "LASERCTL_FLEET_URL"
 
 # The patient's rows on each console, then that console's sessions of them with course number,
 # area name, shots, dose and whether they ended: what records.patients.history reads locally.
+# The fleet_ref/fleet_text expressions and the strpos filters are those of the indexes in
+# course_index.py, so each step reads only the patient's rows.
 SESSIONS_SQL = """
 WITH pat AS (
     SELECT console_id, row_id FROM fleet_rows
-    WHERE tbl = 'patients' AND body::jsonb ->> 'patient' = %(patient)s
+    WHERE tbl = 'patients' AND fleet_text(body, 'patient') = %(patient)s
 ), ses AS (
-    SELECT s.console_id, s.row_id, s.body::jsonb AS b
-    FROM fleet_rows s JOIN pat ON pat.console_id = s.console_id
-    WHERE s.tbl = 'sessions' AND (s.body::jsonb -> 'patient') = to_jsonb(pat.row_id)
-), shot AS (
-    SELECT t.console_id, t.body::jsonb -> 'session' AS session_ref, count(*) AS n,
-           coalesce(sum((t.body::jsonb ->> 'fluence')::float8), 0) AS fluence
-    FROM fleet_rows t
-    WHERE t.tbl = 'shots' AND t.console_id IN (SELECT console_id FROM pat)
-    GROUP BY 1, 2
-), ended AS (
-    SELECT DISTINCT e.console_id, e.body::jsonb -> 'session' AS session_ref
-    FROM fleet_rows e
-    WHERE e.tbl = 'events' AND e.console_id IN (SELECT console_id FROM pat)
-      AND e.body::jsonb ->> 'kind' = 'session_end'
+    SELECT s.console_id, s.row_id, fleet_json(s.body) AS b
+    FROM pat JOIN fleet_rows s ON s.console_id = pat.console_id AND s.tbl = 'sessions'
+                              AND fleet_ref(s.body, 'patient') = pat.row_id
 )
-SELECT ses.console_id, ses.b ->> 'session', (c.body::jsonb ->> 'number')::int,
-       a.body::jsonb ->> 'area', (ses.b ->> 'started')::float8,
-       coalesce(shot.n, 0), coalesce(shot.fluence, 0), ended.session_ref IS NOT NULL
+SELECT ses.console_id, ses.b ->> 'session', (fleet_json(c.body) ->> 'number')::int,
+       fleet_json(a.body) ->> 'area', (ses.b ->> 'started')::float8, shot.n, shot.fluence,
+       EXISTS (SELECT 1 FROM fleet_rows e
+               WHERE e.console_id = ses.console_id AND e.tbl = 'events'
+                 AND strpos(e.body, '"kind":"session_end"') > 0
+                 AND fleet_ref(e.body, 'session') = ses.row_id
+                 AND fleet_json(e.body) ->> 'kind' = 'session_end')
 FROM ses
 JOIN fleet_rows c ON c.console_id = ses.console_id AND c.tbl = 'courses'
                  AND c.row_id = (ses.b ->> 'course')::bigint
 JOIN fleet_rows a ON a.console_id = ses.console_id AND a.tbl = 'areas'
                  AND a.row_id = (ses.b ->> 'area')::bigint
-LEFT JOIN shot ON shot.console_id = ses.console_id AND shot.session_ref = to_jsonb(ses.row_id)
-LEFT JOIN ended ON ended.console_id = ses.console_id AND ended.session_ref = to_jsonb(ses.row_id)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n,
+           coalesce(sum((fleet_json(t.body) ->> 'fluence')::float8), 0) AS fluence
+    FROM fleet_rows t
+    WHERE t.console_id = ses.console_id AND t.tbl = 'shots'
+      AND fleet_ref(t.body, 'session') = ses.row_id
+) shot
 ORDER BY 5, 2
 """
 
 COURSES_SQL = """
 WITH pat AS (
     SELECT console_id, row_id FROM fleet_rows
-    WHERE tbl = 'patients' AND body::jsonb ->> 'patient' = %(patient)s
+    WHERE tbl = 'patients' AND fleet_text(body, 'patient') = %(patient)s
 )
-SELECT c.console_id, (c.body::jsonb ->> 'number')::int, c.body::jsonb ->> 'by',
-       c.body::jsonb ->> 'reason'
-FROM fleet_rows c JOIN pat ON pat.console_id = c.console_id
-WHERE c.tbl = 'courses' AND (c.body::jsonb -> 'patient') = to_jsonb(pat.row_id)
+SELECT c.console_id, (fleet_json(c.body) ->> 'number')::int, fleet_json(c.body) ->> 'by',
+       fleet_json(c.body) ->> 'reason'
+FROM pat JOIN fleet_rows c ON c.console_id = pat.console_id AND c.tbl = 'courses'
+                          AND fleet_ref(c.body, 'patient') = pat.row_id
 ORDER BY 2, 1
+"""
+
+# Rows the index expressions could not read (not JSON at all): on a console that treated the
+# patient (or any patients row), a session there could be missed, so the question fails.
+UNREADABLE_SQL = """
+WITH pat AS (
+    SELECT console_id FROM fleet_rows
+    WHERE tbl = 'patients' AND fleet_text(body, 'patient') = %(patient)s
+)
+SELECT 'patients', count(*) FROM fleet_rows
+WHERE tbl = 'patients' AND fleet_text(body, 'patient') IS NULL
+UNION ALL
+SELECT 'sessions', count(*) FROM fleet_rows
+WHERE tbl = 'sessions' AND console_id IN (SELECT console_id FROM pat)
+  AND fleet_ref(body, 'patient') IS NULL
+UNION ALL
+SELECT 'shots', count(*) FROM fleet_rows
+WHERE tbl = 'shots' AND console_id IN (SELECT console_id FROM pat)
+  AND fleet_ref(body, 'session') IS NULL
 """
 
 DECISIONS_SQL = """
 SELECT console_id, row_id, body FROM fleet_rows
-WHERE tbl = 'events' AND body::jsonb ->> 'kind' = %(kind)s
-  AND (%(patient)s::text IS NULL OR body::jsonb -> 'data' ->> 'patient' = %(patient)s)
-ORDER BY (body::jsonb ->> 'at')::float8, console_id, row_id
+WHERE tbl = 'events' AND strpos(body, '"kind":"course_decision"') > 0
+  AND fleet_json(body) ->> 'kind' = %(kind)s
+  AND (%(patient)s::text IS NULL OR fleet_json(body) -> 'data' ->> 'patient' = %(patient)s)
+ORDER BY (fleet_json(body) ->> 'at')::float8, console_id, row_id
 """
 
 
@@ -111,7 +131,8 @@ class CentralCourses:
     def where(self) -> str:
         return self._where
 
-    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _query(self, *asked: tuple[str, dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
+        """Each (sql, params)'s rows, over one connection opened for them."""
         import psycopg
 
         try:
@@ -121,23 +142,31 @@ class CentralCourses:
                 connect_timeout=max(2, math.ceil(self.timeout_s)),
                 options=f"-c statement_timeout={int(self.timeout_s * 1000)}",
             ) as conn:
-                return list(conn.execute(sql, params).fetchall())
+                return [list(conn.execute(sql, params).fetchall()) for sql, params in asked]
         except (psycopg.Error, OSError) as exc:
             raise CentralUnreachable(self._where, _short(exc)) from exc
 
     def course_of(self, patient: str) -> CentralCourse:
         """Every session of `patient` the central store holds, from every console."""
+        asked = {"patient": patient}
+        rows, unreadable, courses = self._query(
+            (SESSIONS_SQL, asked), (UNREADABLE_SQL, asked), (COURSES_SQL, asked)
+        )
+        bad = [f"{n} {table}" for table, n in unreadable if n]
+        if bad:
+            raise CentralUnreachable(
+                self._where,
+                f"it holds records the course rules cannot read ({', '.join(bad)}, not JSON): "
+                "a session of the patient could be among them",
+            )
         sessions = tuple(
             PastSession(
                 str(sid), int(number), str(area), float(started), int(n), float(f), bool(e), cid
             )
-            for cid, sid, number, area, started, n, f, e in self._query(
-                SESSIONS_SQL, {"patient": patient}
-            )
+            for cid, sid, number, area, started, n, f, e in rows
         )
         opened = tuple(
-            OpenedCourse(int(number), str(cid), by, reason)
-            for cid, number, by, reason in self._query(COURSES_SQL, {"patient": patient})
+            OpenedCourse(int(number), str(cid), by, reason) for cid, number, by, reason in courses
         )
         return CentralCourse(patient, sessions, opened)
 
@@ -145,7 +174,7 @@ class CentralCourses:
         """The course decisions every console has shipped, oldest first."""
         import json
 
-        rows = self._query(DECISIONS_SQL, {"kind": DECISION_EVENT, "patient": patient})
+        (rows,) = self._query((DECISIONS_SQL, {"kind": DECISION_EVENT, "patient": patient}))
         out = []
         for cid, row_id, body in rows:
             record = json.loads(body)
