@@ -56,10 +56,10 @@ def clinic_at(tmp_path: Path, name: str, fleet_url: str) -> Clinic:
 
 
 def pushed(clinic: Clinic, url: str) -> str:
-    """`laserctl fleet push` of the clinic's log; returns the console's id. (The console key
-    is the config directory's, which signs the log's checkpoints: one pushing console a
-    test.)"""
-    key = console_key.load_or_create()
+    """`laserctl fleet push` of the clinic's log; returns the console's id. (With the key
+    that signs the log's checkpoints: the clinic's own.)"""
+    assert clinic.console_key is not None
+    key = clinic.console_key()
     push(clinic.store.path, url, key=key)
     return key.console_id
 
