@@ -55,6 +55,10 @@ def clinic_at(tmp_path: Path, name: str, fleet_url: str) -> Clinic:
     )
 
 
+def focused(app: ConsoleApp) -> str | None:
+    return app.focused.id if app.focused is not None else None
+
+
 def pushed(clinic: Clinic, url: str) -> str:
     """`laserctl fleet push` of the clinic's log, with the key that signs its checkpoints;
     returns the console's id."""
@@ -132,7 +136,10 @@ def test_offline_the_console_refuses_and_a_service_override_is_logged_and_shippe
         assert isinstance(dialog, CourseRefusedDialog) and dialog.offline
         await until(pilot, lambda: "cannot be reached" in shown(dialog, "#reasons"), "why")
         assert "logged as made offline" in shown(dialog, "#explain")
-        await keys(pilot, "tab", "enter")  # Back has the focus; the override is one Tab away
+        await until(pilot, lambda: focused(app) == "back", "Back focused")  # safe on arrival
+        await keys(pilot, "tab")
+        await until(pilot, lambda: focused(app) == "override", "Override one Tab away")
+        await keys(pilot, "enter")
         await until(pilot, lambda: on(app, ServiceLoginDialog), "the service login")
         await type_into(pilot, "#user", SERVICE_USER)
         await type_into(pilot, "#password", SERVICE_PASSWORD)
