@@ -259,9 +259,12 @@ def test_laserctl_session_asks_the_central_store_and_only_a_service_login_overri
     denied = cli_session(tmp_path, b_db, *args, "--user", "svc-anna", "--password-file", str(wrong))
     assert denied.exit_code == 1 and "override the course rules refused" in denied.output
     allowed = cli_session(
-        tmp_path, b_db, *args, "--user", "svc-anna", "--password-file", str(password)
+        tmp_path, b_db, *args, "--user", "svc-anna", "--password-file", str(password), "--json"
     )
     assert allowed.exit_code == 0, allowed.output
+    summary = json.loads(allowed.stdout)
+    assert summary["course_decision"]["decision"] == "overridden"
+    assert summary["course_decision"]["consoles"] == [a.name]
     with open_store(b_db, readonly=True) as b:
         (override,) = events(b, "override")
         assert override["who"] == "svc-anna" and override["data"]["central"]  # type: ignore[index]

@@ -212,6 +212,8 @@ def session(
     if log is not None:
         report["session_id"] = log.session_id
         report["shots_logged"] = log.shots_logged
+        if log.course_decision is not None:
+            report["course_decision"] = log.course_decision
         if log.error:
             report["log_error"] = log.error
     report["training"] = training
@@ -399,6 +401,11 @@ def _print_summary(report: dict[str, Any]) -> None:
         )
     elif cal and not cal.get("valid"):
         click.echo(f"calibration   NONE: {cal.get('problem')}")
+    decision = report.get("course_decision")
+    if decision:
+        from laserctl.records.course_check import decision_line
+
+        click.echo(f"course        {decision_line(decision)}")
     click.echo(f"final state   {report['final_state']}")
     click.echo(
         f"shots         fired {report['shots_fired']} (device count), seen {report['shots_seen']}"
@@ -464,6 +471,7 @@ class _Log:
         self.session_id: str = session.session_id
         self.shots_logged = 0
         self.error = ""  # why the shot log failed (a full disk, a read-only file), or ""
+        self.course_decision = _course_decision(store, self.session_id)
 
     def close(self, report: dict[str, Any] | None) -> None:
         """End the session and close the log; a failed shot log is reported in the summary,
@@ -476,6 +484,17 @@ class _Log:
             self.store.close()
             if self.events_file is not None:
                 self.events_file.close()
+
+
+def _course_decision(store: Any, session_id: str) -> dict[str, Any] | None:
+    """What the course rules decided with --fleet (the course_decision event's data)."""
+    from laserctl.records.course_check import DECISION_EVENT
+
+    rows = store.query(
+        "SELECT body FROM events WHERE kind = ? AND session_ref = ?",
+        (DECISION_EVENT, store.session(session_id).ref),
+    )
+    return dict(json.loads(rows[-1][0])["data"]) if rows else None
 
 
 def _open_log(
