@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/laserctl console --training
 
 lint: $(STAMP)
-	$(BIN)/ruff check drivers laserctl tests hil_tests bench
+	$(BIN)/ruff check drivers laserctl tests hil_tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

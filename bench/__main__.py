@@ -13,11 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import codec, logverify, pipeline, reaction, roundtrip, soak, startup
+from . import codec, fleet, logverify, pipeline, reaction, roundtrip, soak, startup
 
 SUITES = {
     "codec": codec.run,
     "logverify": logverify.run,
+    "fleet": fleet.run,
     "roundtrip": roundtrip.run,
     "startup": startup.run,
     "pipeline": pipeline.run,

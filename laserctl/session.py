@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from laserctl.logging import EventStream
     from laserctl.plan import TreatmentPlan
     from laserctl.records import CourseOverride, RecordStore
+    from laserctl.records.course_check import CourseAuthority
     from laserctl.shotrecord import ShotRecord
 
 
@@ -77,6 +78,7 @@ class TreatmentSession:
         wall_clock: Callable[[], float] = time.time,
         operator: str | None = None,
         override: CourseOverride | None = None,
+        authority: CourseAuthority | None = None,
         resume: bool = False,
         events_log: Any = None,
         echo: Callable[[Note], None] | None = None,
@@ -86,6 +88,8 @@ class TreatmentSession:
         this area. `events_log`: a structlog logger for the notes too (--events FILE); `echo`
         sees every note; `on_shot` every shot handed to the writer. Raises CourseRuleBroken,
         NothingToResume or RecordError; the store stays open either way (the caller's).
+        `authority`: the central store the course rules ask first (`--fleet URL`; None: this
+        console's shot log alone), laserctl.records.course_check.
         `calibration`: where the runner reads the handpiece's calibration (SR-14), stamped
         with `wall_clock`."""
         from laserctl.controller.core import Controller
@@ -121,6 +125,7 @@ class TreatmentSession:
             resume=resumed,
             session_id=None if resumed is not None else session_id,
             context=context,
+            authority=authority,
         )
         assert self.session_id == session_id, (self.session_id, session_id)
         self.resumed = resumed is not None

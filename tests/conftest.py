@@ -48,3 +48,7 @@ def pty_sim() -> Iterator[str]:
         except subprocess.TimeoutExpired:  # pragma: no cover - defensive
             proc.kill()
             proc.wait()
+
+
+# A real PostgreSQL for the fleet tests: `pg_server` (per run) and `pg_url` (a database per test).
+from tests.pg import pg_server, pg_url  # noqa: E402, F401

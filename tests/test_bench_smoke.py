@@ -39,6 +39,7 @@ def test_every_suite_runs_quick_and_writes_each_figure_with_its_baseline(tmp_pat
         "controller RSS after",
         "Python allocated blocks after",
         "log verify rows/s",
+        "fleet push rows/s",
         "laserctl --help start-up",
     ):
         assert any(n.startswith(prefix) for n in names), (prefix, names)

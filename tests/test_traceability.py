@@ -37,7 +37,7 @@ def _dependency_names() -> dict[str, str]:
     out = {}
     for spec in project["dependencies"]:
         name = re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower()
-        out[name] = spec[len(name) :].strip()
+        out[name] = re.sub(r"^\[[^\]]*\]", "", spec[len(name) :].strip()).strip()  # no extras
     return out
 
 

@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "devices",
         "List serial ports and USB handpieces with their device URLs.",
     ),
+    "fleet": (
+        "laserctl.cli.fleet",
+        "fleet",
+        "Ship this console's shot log to the chain's central store; what it holds.",
+    ),
     "identify": (
         "laserctl.cli.identify",
         "identify",

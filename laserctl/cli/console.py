@@ -60,6 +60,27 @@ DEFAULT_DEVICE = "sim:fractional-1550"  # offered on the connect screen
     default=None,
     help="Where session reports go (default: reports/ next to the shot log).",
 )
+@click.option(
+    "--fleet",
+    "fleet_url",
+    envvar="LASERCTL_FLEET_URL",
+    default=None,
+    metavar="URL",
+    help="The clinic chain's central store (postgresql://...; else $LASERCTL_FLEET_URL): "
+    "the course rules count the patient's sessions on every console before a session starts, "
+    "and refuse while it cannot be reached unless a service override (docs/fleet.md). The "
+    "shot log is pushed there in the background: at start, after every session end and every "
+    "--fleet-every minutes; the header shows how the last push went.",
+)
+@click.option(
+    "--fleet-every",
+    "fleet_every",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    metavar="MINUTES",
+    help="With --fleet: how often the background push runs besides session ends.",
+)
 def console(
     url: str | None,
     db_path: Path | None,
@@ -68,6 +89,8 @@ def console(
     operator: str | None,
     reports_dir: Path | None,
     training: bool,
+    fleet_url: str | None,
+    fleet_every: float,
 ) -> None:
     """The operator console: connect, patient and profile, treatment, report, service.
 
@@ -78,8 +101,13 @@ def console(
     if plan_path and profile:
         click.echo("laserctl console: --plan and --profile exclude each other", err=True)
         sys.exit(EXIT_USAGE)
-    if training and (db_path or reports_dir):
-        click.echo("laserctl console: --training records nothing: no --db, no --reports", err=True)
+    if training and fleet_url and _from_environment("fleet_url"):
+        fleet_url = None  # $LASERCTL_FLEET_URL set for the clinic: training asks nobody
+    if training and (db_path or reports_dir or fleet_url):
+        click.echo(
+            "laserctl console: --training records nothing: no --db, no --reports, no --fleet",
+            err=True,
+        )
         sys.exit(EXIT_USAGE)
     try:
         plan = load_plan(plan_path) if plan_path else None
@@ -92,13 +120,14 @@ def console(
     from laserctl.console.host import ConsoleConfig
 
     app = ConsoleApp(
-        Clinic(db_path, reports_dir=reports_dir, training=training),
+        Clinic(db_path, reports_dir=reports_dir, training=training, fleet_url=fleet_url),
         ConsoleConfig(
             device=url or DEFAULT_DEVICE,
             plan=plan,
             profile=profile,
             operator=operator,
             connect_at_start=url is not None,
+            fleet_every_s=fleet_every * 60.0,
         ),
     )
     try:
@@ -106,3 +135,8 @@ def console(
     finally:
         app.close_all()  # disarm and close the link whatever happened
     sys.exit(EXIT_OK if app.return_code in (None, 0) else app.return_code)
+
+
+def _from_environment(name: str) -> bool:
+    source = click.get_current_context().get_parameter_source(name)
+    return source is click.core.ParameterSource.ENVIRONMENT

@@ -20,21 +20,36 @@ def course() -> None:
 @click.argument("patient")
 @click.option("--db", default=None, help=DB_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def show(patient: str, db: str | None, as_json: bool) -> None:
-    """Sessions, dates, shots and dose per area, and when the next session may start."""
+@click.option(
+    "--fleet",
+    "fleet_url",
+    envvar="LASERCTL_FLEET_URL",
+    default=None,
+    metavar="URL",
+    help="The central store (else $LASERCTL_FLEET_URL): the sessions of every console.",
+)
+def show(patient: str, db: str | None, as_json: bool, fleet_url: str | None) -> None:
+    """Sessions, dates, shots and dose per area, and when the next session may start; with
+    --fleet across every console of the chain (a line says what the central store added, or
+    that it could not be reached)."""
+    from laserctl.fleet.courses import CentralCourses, course_summary
     from laserctl.records import RecordError
 
     store = open_readonly(db, "course show")
     try:
-        summary = store.course_summary(patient)
+        summary, note = course_summary(
+            store, patient, CentralCourses(fleet_url) if fleet_url else None
+        )
     except RecordError as exc:
         fail("course show", str(exc), EXIT_FAILED)
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps(summary, sort_keys=True))
+        click.echo(json.dumps({**summary, **({"fleet": note} if note else {})}, sort_keys=True))
         return
     _print(summary)
+    if note:
+        click.echo(note)
 
 
 def _print(summary: dict[str, Any]) -> None:

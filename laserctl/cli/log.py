@@ -13,6 +13,7 @@ import click
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
+    from laserctl.fleet.verify import CentralCheckpoints
     from laserctl.records import RecordStore
     from laserctl.records.checkpoints import Checkpoint
 
@@ -62,11 +63,43 @@ def read_checkpoints(files: tuple[str, ...]) -> list[Checkpoint]:
     return found
 
 
+def from_central(url: str, store: RecordStore, console_public: str | None) -> CentralCheckpoints:
+    """The central store's checkpoints of this log's console: the console named by
+    --console-key, else the console key of this machine, else the log's own checkpoints."""
+    from laserctl.auth import console_key, keys
+    from laserctl.fleet.central import CentralError
+    from laserctl.fleet.verify import central_checkpoints
+    from laserctl.records.checkpoints import CheckpointProblem
+
+    console_id = None
+    try:
+        if console_public:
+            console_id = keys.key_id(keys.parse_public(console_public, "--console-key"))
+        elif console_key.default_path().exists():
+            console_id = console_key.load_or_create().console_id
+    except keys.KeyProblem as exc:
+        fail("log verify", str(exc), EXIT_USAGE)
+    if console_id is None:
+        own = store.checkpoints()
+        if not own:
+            fail(
+                "log verify",
+                "--central: which console's log is this? give --console-key (no console key "
+                "here and no checkpoint in the log)",
+                EXIT_USAGE,
+            )
+        console_id = own[0].console_id
+    try:
+        return central_checkpoints(url, console_id)
+    except (CentralError, CheckpointProblem) as exc:
+        fail("log verify", str(exc), EXIT_FAILED)
+
+
 @log.command(
     epilog="Exit codes: 0 every chain is intact and holds every checkpoint; 1 a record was "
     "modified, deleted, inserted or reordered, or a checkpoint is forged, another console's or "
-    "no longer held (each is named), or the database cannot be read; 2 no database at that "
-    "path, or a --checkpoint file that is not a checkpoint."
+    "no longer held (each is named), or the database or the --central store cannot be read; 2 "
+    "no database at that path, or a --checkpoint file that is not a checkpoint."
 )
 @click.option("--db", default=None, help=DB_HELP)
 @click.option(
@@ -91,12 +124,21 @@ def read_checkpoints(files: tuple[str, ...]) -> list[Checkpoint]:
     help="The console's public key (a checkpoint's key line): every checkpoint must be signed "
     "with it. Default: the key of the first checkpoint, and all must agree.",
 )
+@click.option(
+    "--central",
+    "central_url",
+    default=None,
+    metavar="URL",
+    help="The chain's central store (postgresql://...): the log must also hold every "
+    "checkpoint this console shipped there, signed with the key pinned there (docs/fleet.md).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify(
     db: str | None,
     anchors: tuple[str, ...],
     checkpoint_files: tuple[str, ...],
     console_key: str | None,
+    central_url: str | None,
     as_json: bool,
 ) -> None:
     """Check every record's hash chain, the chain heads, the schema and the log against every
@@ -105,15 +147,28 @@ def verify(
 
     extra = read_checkpoints(checkpoint_files)
     store = open_readonly(db, "log verify")
+    fetched = ""
     try:
+        if central_url:
+            shipped = from_central(central_url, store, console_key)
+            extra += shipped.checkpoints
+            console_key = console_key or shipped.pinned_key
+            fetched = (
+                f"central store {shipped.where}: {len(shipped.checkpoints)} checkpoint(s) of "
+                f"console {shipped.console_id}"
+            )
         report = store.verify(anchors, extra, console_public=console_key)
     except RecordError as exc:
         fail("log verify", str(exc), EXIT_FAILED)
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps(report.to_json(), sort_keys=True))
+        click.echo(
+            json.dumps(report.to_json() | ({"central": fetched} if fetched else {}), sort_keys=True)
+        )
     else:
+        if fetched:
+            click.echo(fetched)
         total = sum(report.records.values())
         counts = ", ".join(f"{n} {t}" for t, n in report.records.items() if n)
         held = f", held to {report.checkpoints} checkpoint(s)" if report.checkpoints else ""

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import EXIT_DEVICE, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from .session_course import CourseSettings, course_decision
 from .steps import run_step, settle
+from .summary import print_summary
 
 if TYPE_CHECKING:
     from laserctl.controller.core import CalibrationSource
@@ -31,7 +33,8 @@ CONNECT_TIMEOUT_S = 5.0
     "the default one; laserctl calibrate), simulated handpieces included, except with "
     "--training (simulated handpieces only, no patient, uncalibrated).\n\n"
     "Exit codes: 0 the script ran to its end (faults and refusals are in the summary); "
-    "1 the shot log could not be opened, or the course rules refuse the session; "
+    "1 the shot log could not be opened, or the course rules refuse the session (with --fleet: "
+    "also while the central store cannot be reached), or the override's service login fails; "
     "2 unreadable script, plan or profile, a value beyond the profile's window, a simulator "
     "step or --training against real hardware; 3 the device could not be reached."
 )
@@ -72,6 +75,31 @@ CONNECT_TIMEOUT_S = 5.0
     help="TRAINING: a simulated handpiece without calibration, no patient, nothing logged. "
     "Refused on a real handpiece.",
 )
+@click.option(
+    "--fleet",
+    "fleet_url",
+    envvar="LASERCTL_FLEET_URL",
+    default=None,
+    metavar="URL",
+    help="The clinic chain's central store (postgresql://...; else $LASERCTL_FLEET_URL): the "
+    "course rules count the patient's sessions on every console, and refuse while it cannot "
+    "be reached (docs/fleet.md).",
+)
+@click.option(
+    "--override-reason",
+    default=None,
+    metavar="TEXT",
+    help="Service: run the session even if the course rules (or an unreachable --fleet) "
+    "refuse it, for this written reason; needs a service login (--user, --password-file).",
+)
+@click.option("--user", default=None, help="With --override-reason: the service account.")
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="With --override-reason: the service password's file (else "
+    "$LASERCTL_SERVICE_PASSWORD, else a prompt).",
+)
 def session(
     url: str,
     plan_path: str | None,
@@ -87,6 +115,10 @@ def session(
     resume: bool,
     events_path: str | None,
     training: bool,
+    fleet_url: str | None,
+    override_reason: str | None,
+    user: str | None,
+    password_file: Path | None,
 ) -> None:
     """Run a session script against a handpiece and print a summary.
 
@@ -112,13 +144,16 @@ def session(
         _fail("--training treats no patient: it cannot go with --patient", EXIT_USAGE)
     if resume and patient is None:
         _fail("--resume needs --patient and --area", EXIT_USAGE)
+    if override_reason is not None and patient is None:
+        _fail("--override-reason needs --patient and --area", EXIT_USAGE)
     echo = (
         (lambda note: click.echo(f"  [{note.kind}] {note.message}", err=True)) if verbose else None
     )
     log = None
     calibrations = None  # the shot log read for calibrations when no session is logged
     if patient is not None and area is not None:
-        log = _open_log(plan, patient, area, db, resume, events_path, echo, url)
+        course = CourseSettings(fleet_url, override_reason, user, password_file)
+        log = _open_log(plan, patient, area, db, resume, events_path, echo, url, course)
         controller, runner = log.controller, log.runner
     else:
         calibration: CalibrationSource = training_calibration
@@ -173,6 +208,8 @@ def session(
     if log is not None:
         report["session_id"] = log.session_id
         report["shots_logged"] = log.shots_logged
+        if log.course_decision is not None:
+            report["course_decision"] = log.course_decision
         if log.error:
             report["log_error"] = log.error
     report["training"] = training
@@ -190,7 +227,7 @@ def session(
     if as_json:
         click.echo(json.dumps(report, sort_keys=True))
     else:
-        _print_summary(report)
+        print_summary(report)
     if report.get("log_error"):
         click.echo(f"laserctl session: the shot log failed: {report['log_error']}", err=True)
         sys.exit(EXIT_FAILED)
@@ -250,52 +287,6 @@ def _fail(message: str, code: int) -> Any:
     sys.exit(code)
 
 
-def _print_summary(report: dict[str, Any]) -> None:
-    hp = report.get("handpiece") or {}
-    sim = " (simulated)" if hp.get("simulated") else ""
-    if report.get("training"):
-        click.echo("TRAINING      simulated handpiece, uncalibrated, no patient, nothing logged")
-    click.echo(f"plan          {report['plan_id']}")
-    profile = report.get("profile")
-    if profile:
-        click.echo(
-            f"profile       {profile.get('profile_id')} version {profile.get('profile_version')}"
-            f" SHA-256 {str(profile.get('profile_sha256', ''))[:16]}..., operator values "
-            f"{profile.get('operator_values') or 'none'}"
-        )
-    click.echo(f"handpiece     {hp.get('handpiece', '?')} {hp.get('serial', '?')}{sim}")
-    cal = report.get("calibration")
-    if cal and cal.get("id") is not None:
-        lo, hi = cal["calibrated_range"]
-        click.echo(
-            f"calibration   {cal['id']} by {cal['who']}: {cal['dose_param']} range "
-            f"{lo:.3f}..{hi:.3f}"
-        )
-    elif cal and not cal.get("valid"):
-        click.echo(f"calibration   NONE: {cal.get('problem')}")
-    click.echo(f"final state   {report['final_state']}")
-    click.echo(
-        f"shots         fired {report['shots_fired']} (device count), seen {report['shots_seen']}"
-    )
-    click.echo(
-        f"dose          {report['pulses_used']} pulses, {report['fluence_used_j_cm2']:.1f} J/cm2"
-    )
-    click.echo(f"faults        {len(report['faults'])}")
-    for fault in report["faults"]:
-        click.echo(f"  - in {fault['state']}: {fault['cause']}")
-    click.echo(f"refusals      {len(report['refusals'])}")
-    for refusal in report["refusals"]:
-        click.echo(f"  - line {refusal['line']} {refusal['command']}: {refusal['reason']}")
-    if report["warnings"]:
-        click.echo(f"warnings      {len(report['warnings'])}")
-        for warning in report["warnings"][:10]:
-            click.echo(f"  - {warning}")
-    for error in report["errors"]:
-        click.echo(f"error         line {error['line']} {error['step']}: {error['error']}")
-    if report["latched_causes"]:
-        click.echo("latched       " + "; ".join(report["latched_causes"]))
-
-
 class _Log:
     """The shot log behind a session: the store it opened, the TreatmentSession on it, the
     --events file."""
@@ -306,6 +297,7 @@ class _Log:
         self.session_id: str = session.session_id
         self.shots_logged = 0
         self.error = ""  # why the shot log failed (a full disk, a read-only file), or ""
+        self.course_decision = course_decision(store, self.session_id)
 
     def close(self, report: dict[str, Any] | None) -> None:
         """End the session and close the log; a failed shot log is reported in the summary,
@@ -329,6 +321,7 @@ def _open_log(
     events_path: str | None,
     echo: Any,
     url: str,
+    course: CourseSettings,
 ) -> _Log:
     from laserctl.logging import json_lines
     from laserctl.records import CourseRuleBroken, RecordError, open_store
@@ -340,6 +333,11 @@ def _open_log(
         store = open_store(db)
     except RecordError as exc:
         _fail(str(exc), EXIT_FAILED)
+    try:
+        override = course.override(store)
+    except BaseException:
+        store.close()
+        raise
     events_file = open(events_path, "a", encoding="utf-8") if events_path else None  # noqa: SIM115
     try:
         session = TreatmentSession(
@@ -350,6 +348,8 @@ def _open_log(
             area,
             calibration=_calibration_source(store),  # SR-14: no valid calibration, no arming
             resume=resume,
+            override=override,
+            authority=course.authority(),
             events_log=json_lines(events_file, patient=patient, area=area) if events_file else None,
             echo=echo,
         )

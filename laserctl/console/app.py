@@ -40,6 +40,7 @@ from .host import ConsoleConfig, Deliver
 if TYPE_CHECKING:
     from drivers.host import HandpieceConnection
     from drivers.protocol import DeviceInfo
+    from laserctl.fleet.background import FleetPusher, PushOutcome
     from laserctl.plan import TreatmentPlan
 
     from .clinic import Clinic
@@ -81,6 +82,7 @@ class ConsoleApp(App[None]):
     """
 
     status_text: reactive[str] = reactive("")
+    fleet_status: reactive[str] = reactive("")  # the background push's last outcome (--fleet)
     simulation: reactive[bool] = reactive(False)
 
     def __init__(self, clinic: Clinic, config: ConsoleConfig | None = None) -> None:
@@ -98,6 +100,7 @@ class ConsoleApp(App[None]):
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-io")
         self._render_timer: Timer | None = None
         self._rendered_at = 0.0
+        self.fleet: FleetPusher | None = None  # with --fleet: ships the log in the background
 
     # ---- start and stop -----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -105,14 +108,36 @@ class ConsoleApp(App[None]):
 
         self.push_screen(ConnectScreen())
         self.call_after_refresh(self.freeze_heap)
+        self._start_fleet()
+
+    def _start_fleet(self) -> None:
+        """With a central store: push the log on a thread of its own (fleet/background.py) now,
+        after each session end and every config.fleet_every_s; the header shows how it went."""
+        url = self.clinic.fleet_url
+        if not url:
+            return
+        from laserctl.fleet.background import FleetPusher
+        from laserctl.records.db import default_path
+
+        self.fleet = FleetPusher(
+            self.clinic.db_path or default_path(),
+            url,
+            lambda outcome: self.post_message(Deliver(lambda: self._show_fleet(outcome))),
+            key=self.clinic.console_key,
+            every_s=self.config.fleet_every_s,
+        )
+        self.fleet_status = "fleet: pushing"
+        self.fleet.start()
+
+    def _show_fleet(self, outcome: PushOutcome) -> None:
+        self.fleet_status = outcome.line()
 
     @staticmethod
     def freeze_heap() -> None:
         """Move everything alive now out of the garbage collector's sight. A full collection
-        stops every thread of the process, the controller's too, for as long as it takes to
-        scan the heap (about 100 ms with the interface's objects, more in a big process);
-        with them frozen it scans only what is new (about 20 ms). No collect() first: that
-        would be the very pause this avoids."""
+        stops every thread, the controller's too, while it scans the heap (about 100 ms with
+        the interface's objects); with them frozen it scans only what is new (about 20 ms).
+        No collect() first: that would be the very pause this avoids."""
         gc.freeze()
 
     def on_unmount(self) -> None:
@@ -122,6 +147,9 @@ class ConsoleApp(App[None]):
 
     def close_all(self) -> None:
         """Disarm and close whatever is open. Idempotent; the CLI calls it again on exit."""
+        fleet, self.fleet = self.fleet, None
+        if fleet is not None:
+            fleet.stop()
         session, self.session = self.session, None
         if session is not None:
             session.close()
@@ -310,6 +338,8 @@ class ConsoleApp(App[None]):
 
         def shown(summary: SessionSummary) -> None:
             self.push_screen(ReportScreen(summary))
+            if self.fleet is not None:
+                self.fleet.kick()  # the session's records and its checkpoint go out now
 
         def failed(error: Exception) -> None:
             self.notify(

@@ -1,5 +1,7 @@
 """Everything the console uses from the shot log, the profiles, the service accounts and the
-calibration (issues 5 and 6), in one place: if one of their APIs changes, this file changes.
+calibration (issues 5 and 6), and the central store (issue 14), in one place: if one of their
+APIs changes, this file changes. That is why it runs a little past 400 lines: it is one seam,
+a few short methods per API, and splitting it would scatter the seam again.
 
 Every method may read or write files (SQLite, profile files, Argon2 hashing): the console calls
 them on its I/O worker thread, never on the interface's.
@@ -22,12 +24,14 @@ if TYPE_CHECKING:
 
     from drivers.protocol import DeviceInfo
     from laserctl.auth import AccountBook, Identity
+    from laserctl.auth.console_key import ConsoleKey
     from laserctl.calibration.daily import DailyVerification
     from laserctl.calibration.procedure import Outcome
     from laserctl.calibration.record import Calibration, CalibrationLookup
     from laserctl.plan import TreatmentPlan
     from laserctl.profiles import Catalog, Window
     from laserctl.records import RecordStore
+    from laserctl.records.course_check import CourseAuthority
 
 SERVICE_ACTION = "use the service screen"
 
@@ -51,6 +55,11 @@ class CourseCheck:
     course_pulses: int  # on this area in this course, before this session
     course_fluence_j_cm2: float
     interrupted: str = ""  # today's session on the area that never ended (a crash), or ""
+    central: str = ""  # the central store asked (--fleet), "" when none is configured
+    reachable: bool = True  # it answered
+    central_error: str = ""  # why it did not
+    from_other_consoles: int = 0  # sessions of the patient only the central store knows
+    consoles: tuple[str, ...] = ()  # the other consoles that treated the patient
 
     @property
     def ok(self) -> bool:
@@ -80,10 +89,30 @@ class Clinic:
         clock: Callable[[], float] = time.time,
         tz: dt.tzinfo | None = None,
         training: bool = False,
+        fleet_url: str | None = None,
+        authority: CourseAuthority | None = None,
+        console_key: Callable[[], ConsoleKey] | None = None,
     ) -> None:
         """training: simulated handpieces only, uncalibrated, and a throwaway shot log (in a
-        temporary directory, removed by close()) instead of the clinic's."""
+        temporary directory, removed by close()) instead of the clinic's. fleet_url: the
+        clinic chain's central store, asked by the course rules before every session
+        (laserctl.fleet.courses; `authority` instead, for tests), and where the console's
+        background pusher ships the log (laserctl.fleet.background). console_key: the key that
+        signs the log's checkpoints and names the console to the central store (default: the
+        console key in the config directory)."""
         self.training = training
+        self.fleet_url = None if training else fleet_url
+        self.console_key = console_key
+        if authority is None and self.fleet_url:
+            from laserctl.fleet.courses import CentralCourses
+
+            authority = CentralCourses(self.fleet_url)
+        self.authority = authority  # asked at every session start
+        self._shown: CourseAuthority | None = None  # the same, remembered for the displays
+        if authority is not None:
+            from laserctl.fleet.courses import Remembered
+
+            self._shown = Remembered(authority)
         self._scratch: Path | None = None
         if training and db_path is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="laserctl-training-"))
@@ -104,7 +133,9 @@ class Clinic:
             from laserctl.records import RecordError, open_store
 
             try:
-                self._store = open_store(self.db_path, clock=self.clock, tz=self.tz)
+                self._store = open_store(
+                    self.db_path, clock=self.clock, tz=self.tz, console_key=self.console_key
+                )
             except RecordError as exc:
                 raise ClinicError(str(exc)) from None
         return self._store
@@ -127,15 +158,18 @@ class Clinic:
             raise ClinicError(str(exc)) from None
 
     def course_lines(self, patient: str) -> list[str]:
-        """The patient's courses as `laserctl course show` prints them (SR-18)."""
+        """The patient's courses as `laserctl course show` prints them (SR-18); with a
+        central store, across every console, and a last line saying what it added."""
+        from laserctl.fleet.courses import course_summary
         from laserctl.records import RecordError
         from laserctl.records.courses import summary_lines
 
         patient = self.check_patient(patient)
         try:
-            return summary_lines(self.store.course_summary(patient))
+            summary, note = course_summary(self.store, patient, self._shown)
         except RecordError as exc:
             raise ClinicError(str(exc)) from None
+        return summary_lines(summary) + ([note] if note else [])
 
     def open_course(self, patient: str, who: str, reason: str) -> int:
         """Start the patient's next course: a service action, logged with who and why
@@ -149,21 +183,30 @@ class Clinic:
             raise ClinicError(str(exc)) from None
 
     def course_check(self, patient: str, area: str) -> CourseCheck:
+        """The course rules for a session now, as the session start will judge them (across
+        consoles with a central store; its answer remembered a few seconds here)."""
         from laserctl.records import courses
+        from laserctl.records.course_check import judge
 
         patient = self.check_patient(patient)
         store = self.store
-        history = store.history(patient)
-        course = max(store.course_numbers(patient), default=1)
+        numbers = store.course_numbers(patient)
+        decision = judge(
+            patient,
+            area,
+            store.history(patient),
+            max(numbers) if numbers else None,
+            self.clock(),
+            self.tz,
+            self._shown,
+        )
+        history, course = list(decision.history), decision.course
         treated = [s for s in courses.treated(history, area) if s.course == course]
         on_area = courses.treated(history, area)
         allowed = courses.next_allowed(history, course, area, self.tz)
-        if allowed is None:
-            next_allowed = ""
-        elif allowed.toordinal() == 1:  # date.min: no earlier session on the area
+        next_allowed = "" if allowed is None else allowed.isoformat()
+        if allowed is not None and allowed.toordinal() == 1:  # date.min: no earlier session
             next_allowed = "any day"
-        else:
-            next_allowed = allowed.isoformat()
         return CourseCheck(
             patient=patient,
             area=area,
@@ -174,10 +217,15 @@ class Clinic:
             if on_area
             else "",
             next_allowed=next_allowed,
-            reasons=tuple(courses.rule_breaks(history, course, area, self.clock(), self.tz)),
+            reasons=decision.reasons,
             course_pulses=sum(s.shots for s in treated),
             course_fluence_j_cm2=sum(s.fluence_j_cm2 for s in treated),
             interrupted=store.interrupted_session(patient, area) or "",
+            central=decision.asked,
+            reachable=decision.reachable,
+            central_error=decision.error,
+            from_other_consoles=len(decision.elsewhere),
+            consoles=decision.consoles,
         )
 
     @property

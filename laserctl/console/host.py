@@ -42,6 +42,7 @@ class ConsoleConfig:
     discover: Callable[[], tuple[list[DeviceChoice], str]] = field(default=discover)
     cursor_blink: bool = True  # off for screenshots
     connect_at_start: bool = False  # `--device URL` given: connect to it at once
+    fleet_every_s: float = 300.0  # with --fleet: push the shot log this often (and at ends)
 
 
 class Deliver(Message):

@@ -101,6 +101,7 @@ class ConsoleSession:
             wall_clock=clinic.clock,  # the calibration's expiry is judged on the clinic's time
             operator=operator,
             override=CourseOverride(*override) if override else None,
+            authority=clinic.authority,  # the central store, asked afresh (--fleet)
             resume=resume,
             echo=note,
             on_shot=shot,

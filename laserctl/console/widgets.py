@@ -106,13 +106,15 @@ class ConsoleHeader(Horizontal):
 
     def on_mount(self) -> None:
         self.watch(self.app, "status_text", self._status)
+        self.watch(self.app, "fleet_status", self._status)
         self.watch(self.app, "simulation", self._simulation)
 
-    def _status(self, text: str) -> None:
+    def _status(self, _changed: str) -> None:
         line = Text(self.where, style="bold")
-        if text:
-            line.append("   ")
-            line.append(Text.from_markup(text))
+        for text in (getattr(self.app, "status_text", ""), getattr(self.app, "fleet_status", "")):
+            if text:
+                line.append("   ")
+                line.append(Text.from_markup(text))
         for where in self.query("#where").results(Static):  # none while being removed
             where.update(line)
 

@@ -32,6 +32,7 @@ class PastSession:
     shots: int
     fluence_j_cm2: float  # summed over the session's shots
     ended: bool
+    console: str = ""  # the console that ran it, when known from the central store (issue 14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ def summary(
                             "fluence_j_cm2": round(s.fluence_j_cm2, 3),
                             "ended": s.ended,
                             "counts": s.shots > 0,
+                            **({"console": s.console} if s.console else {}),
                         }
                         for s in sessions
                     ],
@@ -171,6 +173,8 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
                 note = "" if s["ended"] else "  (interrupted)"
                 if not s["counts"]:
                     note += "  (no shots: does not count)"
+                if s.get("console"):
+                    note += f"  (console {s['console']})"
                 out.append(
                     f"    {s['date']}  {s['session']}  {s['shots']:>6} shots  "
                     f"{s['fluence_j_cm2']:>10.1f} J/cm2{note}"

@@ -31,11 +31,13 @@ class UnknownRecord(RecordError):
 
 
 class CourseRuleBroken(RecordError):
-    """A session refused by the course rules (SR-18); `reasons` lists each rule broken."""
+    """A session refused by the course rules (SR-18); `reasons` lists each rule broken;
+    `offline`: the central store could not be asked (course_check.py)."""
 
-    def __init__(self, message: str, reasons: list[str]) -> None:
+    def __init__(self, message: str, reasons: list[str], *, offline: bool = False) -> None:
         super().__init__(message)
         self.reasons = reasons
+        self.offline = offline
 
 
 # SQLite primary result codes (sqlite3.h); Python 3.11 exposes them on the exception.

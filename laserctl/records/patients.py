@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 from . import courses
+from .course_check import CourseDecision
 from .courses import CourseOverride, PastSession
 from .db import Database
 from .errors import RecordError, UnknownRecord
@@ -71,6 +72,44 @@ class Patients:
             (patient_ref,),
         ).fetchone()
         return (int(row[0]), int(row[1])) if row else None
+
+    def course_for(
+        self,
+        txn: Txn,
+        patient_ref: int,
+        decision: CourseDecision,
+        now: float,
+        operator: str | None,
+    ) -> int:
+        """The row id of the course the session belongs to: the first opens with the first
+        session; a later one opened on another console is taken over here (the central
+        store's answer), with who opened it and where."""
+        course = self.latest_course(patient_ref)
+        adopt = decision.adopt
+        if course is None or (adopt is not None and adopt.number > course[1]):
+            number = adopt.number if adopt is not None else 1
+            by = adopt.by if adopt is not None else operator
+            reason = None
+            if adopt is not None:
+                reason = f"opened on console {adopt.console or '?'}"
+                reason += f": {adopt.reason}" if adopt.reason else ""
+            ref = txn.append(
+                "courses",
+                {
+                    "patient": patient_ref,
+                    "number": number,
+                    "opened": now,
+                    "by": by,
+                    "reason": reason,
+                },
+            )
+            course = (ref, number)
+        if course[1] != decision.course:
+            raise RecordError(
+                f"shot log {self._db.path}: the course of the patient changed while the rules "
+                f"were checked (course {course[1]}, checked {decision.course}): try again"
+            )
+        return course[0]
 
     def history(self, patient: str) -> list[PastSession]:
         """Every session of the patient, oldest first, with shots and dose."""

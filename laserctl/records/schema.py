@@ -7,7 +7,7 @@ outside the bytes the chain covers: changing a record means changing `body`, and
 the chain (see chain.py and docs/shot-log.md).
 
 Migrations are numbered scripts; PRAGMA user_version holds how many have run: 1 the record
-tables and chain_heads, 2 the signed checkpoints (issue 14).
+tables and chain_heads, 2 the signed checkpoints, 3 the fleet outbox (issue 14).
 """
 
 from __future__ import annotations
@@ -168,7 +168,21 @@ def _v2() -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (tuple(_v1()), tuple(_v2()))
+# The fleet outbox (laserctl/fleet, docs/fleet.md): per central store, console and table, the
+# last row the central store acknowledged. Not a record and not chained: a bookkeeping row that
+# only says where the next push starts; the central store re-checks whatever it is sent.
+FLEET_OUTBOX = (
+    "CREATE TABLE fleet_outbox (\n"
+    "    store_id TEXT NOT NULL,\n"
+    "    console_id TEXT NOT NULL,\n"
+    "    tbl TEXT NOT NULL,\n"
+    "    acked_id INTEGER NOT NULL,\n"
+    "    acked_hash BLOB,\n"
+    "    acked_at REAL NOT NULL,\n"
+    "    PRIMARY KEY (store_id, console_id, tbl)\n)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (tuple(_v1()), tuple(_v2()), FLEET_OUTBOX)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

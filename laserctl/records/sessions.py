@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from . import courses
+from . import course_check, courses
 from .checkpointer import Checkpointer
 from .context import ContextSource, ShotContext
+from .course_check import CourseAuthority
 from .courses import CourseOverride
 from .db import Database
 from .errors import CourseRuleBroken, RecordError, UnknownRecord
@@ -76,36 +77,36 @@ class Sessions:
         resume: str | None = None,
         session_id: str | None = None,
         context: ContextSource | None = None,
+        authority: CourseAuthority | None = None,
     ) -> str:
         """A new session, or `resume` an interrupted one; refused (logged, CourseRuleBroken)
-        when it breaks the course rules without an override. See RecordStore.begin_session."""
+        when it breaks the course rules without an override. With `authority` (the central
+        store) the rules are judged across consoles and the decision is logged
+        (course_check.py). See RecordStore.begin_session."""
         check_patient_id(patient)
         area = check_area(area)
         if resume is not None:
             return self._resume(patient, area, resume, context)
         now = self._clock()
         history = self._patients.history(patient)
+        known = self._patients.ref(None, patient, create=False)
+        latest = self._patients.latest_course(known) if known is not None else None
+        # The central store is asked before the lock is taken: it may take its timeout.
+        decision = course_check.judge(
+            patient, area, history, latest[1] if latest else None, now, self.tz, authority
+        )
+        reasons = list(decision.reasons)
         with self._db.lock:
             refusal: CourseRuleBroken | None = None
             with self._db.transaction(f"starting a session for {patient}") as txn:
                 patient_ref = self._patients.ref(txn, patient, create=True)
                 assert patient_ref is not None
-                course = self._patients.latest_course(patient_ref)
-                if course is None:
-                    course_ref = txn.append(
-                        "courses",
-                        {
-                            "patient": patient_ref,
-                            "number": 1,
-                            "opened": now,
-                            "by": operator,
-                            "reason": None,
-                        },
-                    )
-                    course = (course_ref, 1)
-                course_ref, number = course
-                reasons = courses.rule_breaks(history, number, area, now, self.tz)
-                override_ref = None
+                course_ref = self._patients.course_for(txn, patient_ref, decision, now, operator)
+                number = decision.course
+                central = {"central": decision.asked, "offline": decision.offline}
+                if not decision.asked:
+                    central = {}  # not configured: the records as one console writes them
+                override_ref = sid = ref = None
                 if reasons and override is None:
                     message = f"session refused for {patient} on {area}: " + "; ".join(reasons)
                     self.append_event(
@@ -120,17 +121,21 @@ class Sessions:
                                 "area": area,
                                 "course": number,
                                 "rules": reasons,
+                                **central,
                             },
                         ),
                     )
-                    refusal = CourseRuleBroken(message + " (SR-18)", reasons)
+                    refusal = CourseRuleBroken(
+                        message + " (SR-18)", reasons, offline=decision.offline
+                    )
                 else:
                     if reasons and override is not None:
+                        offline = " offline" if decision.offline else ""
                         override_ref = self.append_event(
                             txn,
                             StagedEvent(
                                 "override",
-                                f"course rules overridden for {patient} on {area}: "
+                                f"course rules overridden{offline} for {patient} on {area}: "
                                 f"{override.reason}",
                                 now,
                                 who=override.who,
@@ -140,6 +145,7 @@ class Sessions:
                                     "course": number,
                                     "rules": reasons,
                                     "reason": override.reason,
+                                    **central,
                                 },
                             ),
                         )
@@ -173,8 +179,21 @@ class Sessions:
                         ),
                         session_ref=ref,
                     )
+                if decision.asked:  # what the console decided, for the central store to see
+                    self.append_event(
+                        txn,
+                        StagedEvent(
+                            course_check.DECISION_EVENT,
+                            decision.message(override),
+                            now,
+                            who=override.who if override is not None and reasons else operator,
+                            data=decision.event_data(override, sid),
+                        ),
+                        session_ref=ref,
+                    )
             if refusal is not None:
                 raise refusal
+            assert sid is not None
             if context is not None:
                 self.sources[sid] = context
             return sid

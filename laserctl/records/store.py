@@ -31,6 +31,7 @@ from .checkpointer import Checkpointer, KeySource
 from .checkpoints import Checkpoint
 from .checkpoints import stored as stored_checkpoints
 from .context import ContextSource, ShotContext
+from .course_check import CourseAuthority
 from .courses import CourseOverride, PastSession
 from .db import Database, connect, default_path
 from .events import StagedEvent
@@ -130,11 +131,15 @@ class RecordStore:
         resume: str | None = None,
         session_id: str | None = None,
         context: ContextSource | None = None,
+        authority: CourseAuthority | None = None,
     ) -> str:
         """A new session (or `resume`: the same day's interrupted session of this patient and
         area, after a crash). Refused with CourseRuleBroken when it breaks the course rules,
         unless `override` (a service user and a written reason) is given; the refusal or the
-        override is logged either way. Returns the session ID."""
+        override is logged either way. With `authority` (the central store, `--fleet URL`)
+        the rules are judged on every console's sessions of the patient, the central store's
+        silence refuses too, and the decision is logged (course_check.py). Returns the
+        session ID."""
         return self._sessions.begin_session(
             patient,
             area,
@@ -143,6 +148,7 @@ class RecordStore:
             resume=resume,
             session_id=session_id,
             context=context,
+            authority=authority,
         )
 
     def interrupted_session(self, patient: str, area: str) -> str | None:

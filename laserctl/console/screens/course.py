@@ -21,6 +21,8 @@ from ..widgets import ConsoleHeader
 if TYPE_CHECKING:
     from laserctl.auth import Identity
 
+    from ..clinic import CourseCheck
+
 
 class CourseScreen(OnConsole, Screen[None]):
     DEFAULT_CSS = """
@@ -102,3 +104,43 @@ class CourseScreen(OnConsole, Screen[None]):
     @on(Button.Pressed, "#back")
     def action_back(self) -> None:
         self.dismiss()
+
+
+def check_text(check: CourseCheck) -> Text:
+    """The course rules for a session now, as the patient screen shows them (SR-18): this
+    course's sessions on the area and their dose, an interrupted session, what the central
+    store answered (--fleet), and whether a session may start."""
+    text = Text()
+    text.append(f"Course {check.course}, {check.area}: ", style="bold")
+    text.append(f"{check.sessions_on_area} of {check.max_sessions} sessions so far")
+    if check.last_session:
+        text.append(f", last on {check.last_session}")
+    text.append(
+        f"; {check.course_pulses} pulses, {check.course_fluence_j_cm2:.1f} J/cm2 on this area"
+    )
+    if check.interrupted:
+        text.append(
+            f"\nsession {check.interrupted} was interrupted today (a crash or power loss): "
+            "F7 resumes it, and the shots the handpiece kept are re-read",
+            style="bold yellow",
+        )
+    if check.central and check.reachable:
+        text.append(
+            f"\ncentral store {check.central}: {check.from_other_consoles} session(s) of "
+            "this patient on other consoles"
+            + (f" ({', '.join(check.consoles)})" if check.consoles else "")
+            + ", counted"
+        )
+    elif check.central:
+        text.append(
+            f"\ncentral store {check.central} unreachable ({check.central_error}): "
+            "a session needs a service override",
+            style="bold yellow",
+        )
+    if check.ok:
+        text.append("\nthe course rules allow a session today", style="bold green")
+    else:
+        text.append("\nthe course rules refuse a session today:", style="bold yellow")
+        for reason in check.reasons:
+            text.append(f"\n- {reason}")
+    return text

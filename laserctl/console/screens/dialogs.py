@@ -119,19 +119,33 @@ class CourseRefusedDialog(ConsoleDialog[str]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("n", "cancel", "Back")]
     AUTO_FOCUS = "#back"  # the override needs its own deliberate choice
 
-    def __init__(self, reasons: Sequence[str]) -> None:
+    def __init__(self, reasons: Sequence[str], *, offline: bool = False) -> None:
         super().__init__()
         self.reasons = list(reasons)
+        self.offline = offline  # the central store could not be asked
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader("Course rules")
         with Vertical(id="dialog"):
-            yield Label("[b yellow]The course rules refuse this session (SR-18)[/]")
+            if self.offline:
+                yield Label("[b yellow]The central store cannot be reached (SR-18)[/]")
+            else:
+                yield Label("[b yellow]The course rules refuse this session (SR-18)[/]")
             yield Static("\n".join(f"- {r}" for r in self.reasons), id="reasons", markup=False)
-            yield Static(
-                "At most 5 sessions per course and area, at least 21 days apart. Only a service "
-                "engineer may override this, with a written reason that is logged."
-            )
+            if self.offline:
+                yield Static(
+                    "Without it the sessions of this patient on the other consoles of the "
+                    "chain are unknown. Only a service engineer may start the session anyway, "
+                    "with a written reason; the override is logged as made offline and reaches "
+                    "the central store with the next push.",
+                    id="explain",
+                )
+            else:
+                yield Static(
+                    "At most 5 sessions per course and area, at least 21 days apart. Only a "
+                    "service engineer may override this, with a written reason that is logged.",
+                    id="explain",
+                )
             with Horizontal(id="buttons"):
                 yield Button("Back (n)", id="back", variant="primary")
                 yield Button("Override (service login)", id="override", variant="warning")

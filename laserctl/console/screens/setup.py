@@ -18,6 +18,7 @@ from drivers.protocol import Param
 from ..clinic import ClinicError, CourseCheck
 from ..host import OnConsole
 from ..widgets import UNITS, ConsoleHeader, describe_device
+from .course import check_text
 
 if TYPE_CHECKING:
     from laserctl.plan import TreatmentPlan
@@ -64,6 +65,7 @@ class SetupScreen(OnConsole, Screen[None]):
         self.catalog: Catalog | None = None
         self.course: CourseCheck | None = None
         self._check_no = 0
+        self._refused_offline = False  # the last refusal: the central store was silent
         self._windows: dict[Param, tuple[float, float, float]] = {}
         self.inputs: dict[Param, Input] = {}  # the value of each parameter
 
@@ -228,28 +230,8 @@ class SetupScreen(OnConsole, Screen[None]):
         if number != self._check_no:
             return  # an older check answered late
         self.course = check
-        text = Text()
-        text.append(f"Course {check.course}, {check.area}: ", style="bold")
-        text.append(f"{check.sessions_on_area} of {check.max_sessions} sessions so far")
-        if check.last_session:
-            text.append(f", last on {check.last_session}")
-        text.append(
-            f"; {check.course_pulses} pulses, {check.course_fluence_j_cm2:.1f} J/cm2 on this area"
-        )
         self.query_one("#resume", Button).disabled = not check.interrupted
-        if check.interrupted:
-            text.append(
-                f"\nsession {check.interrupted} was interrupted today (a crash or power loss): "
-                "F7 resumes it, and the shots the handpiece kept are re-read",
-                style="bold yellow",
-            )
-        if check.ok:
-            text.append("\nthe course rules allow a session today", style="bold green")
-        else:
-            text.append("\nthe course rules refuse a session today:", style="bold yellow")
-            for reason in check.reasons:
-                text.append(f"\n- {reason}")
-        self.query_one("#course", Static).update(text)
+        self.query_one("#course", Static).update(check_text(check))
 
     def _course_failed(self, number: int, error: Exception) -> None:
         if number == self._check_no:
@@ -327,8 +309,11 @@ class SetupScreen(OnConsole, Screen[None]):
         from .dialogs import CourseRefusedDialog
 
         if isinstance(error, CourseRuleBroken):
+            self._refused_offline = error.offline
             self.query_one("#setup-error", Static).update(str(error))
-            self.app.push_screen(CourseRefusedDialog(error.reasons), self._refused_answer)
+            self.app.push_screen(
+                CourseRefusedDialog(error.reasons, offline=error.offline), self._refused_answer
+            )
             return
         self.query_one("#setup-error", Static).update(f"not started: {error}")
 
@@ -346,8 +331,13 @@ class SetupScreen(OnConsole, Screen[None]):
         name = getattr(identity, "name", None)
         if not name:
             return
+        why = (
+            "start without the central store (the other consoles' sessions unknown)"
+            if self._refused_offline
+            else "break the course rules"
+        )
         self.app.push_screen(
-            ReasonDialog(f"{name}: why may this session break the course rules? (logged)"),
+            ReasonDialog(f"{name}: why may this session {why}? (logged)"),
             lambda reason: self._start((name, reason)) if reason else None,
         )
 
