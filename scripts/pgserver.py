@@ -76,7 +76,8 @@ def ensure_installed() -> None:
             "automatically here (that needs root, apt-get and the Debian path): "
             "apt-get install postgresql-15"
         )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # no questions: keep the createcluster.conf written below (dpkg and ucf alike)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", UCF_FORCE_CONFFOLD="1")
     # The package would otherwise create and start a system-wide cluster we do not want.
     conf = Path("/etc/postgresql-common/createcluster.conf")
     conf.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,18 @@ def ensure_installed() -> None:
         conf.write_text("create_main_cluster = false\n", encoding="utf-8")
     for cmd in (
         ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql-15"],
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            "postgresql-15",
+        ],
     ):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:

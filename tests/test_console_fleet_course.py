@@ -101,7 +101,8 @@ def test_the_console_counts_the_sessions_of_the_other_consoles(
         await until(pilot, lambda: on(app, CourseRefusedDialog), "the refusal")
         dialog = app.screen
         assert isinstance(dialog, CourseRefusedDialog) and not dialog.offline
-        await until(pilot, lambda: "at least 21 days" in shown(dialog, "#reasons"), "why")
+        await until(pilot, lambda: shown(dialog, "#reasons"), "the reasons")  # composed
+        assert "at least 21 days" in shown(dialog, "#reasons")
         await keys(pilot, "n")
         await until(pilot, lambda: on(app, SetupScreen), "back")
         assert app.session is None  # nothing was connected
@@ -134,7 +135,10 @@ def test_offline_the_console_refuses_and_a_service_override_is_logged_and_shippe
         await until(pilot, lambda: on(app, CourseRefusedDialog), "the refusal")
         dialog = app.screen
         assert isinstance(dialog, CourseRefusedDialog) and dialog.offline
-        await until(pilot, lambda: "cannot be reached" in shown(dialog, "#reasons"), "why")
+        await until(
+            pilot, lambda: shown(dialog, "#reasons") and shown(dialog, "#explain"), "composed"
+        )
+        assert "cannot be reached" in shown(dialog, "#reasons")
         assert "logged as made offline" in shown(dialog, "#explain")
         await until(pilot, lambda: focused(app) == "back", "Back focused")  # safe on arrival
         await keys(pilot, "tab")

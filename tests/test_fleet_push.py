@@ -244,3 +244,34 @@ def test_migrate_twice_runs_nothing_the_second_time(pg_url: str) -> None:
     with central.connect(pg_url) as store:
         assert store.migrate() == len(central.MIGRATIONS)
         assert store.migrate() == 0
+
+
+def test_consoles_pushing_at_the_same_time_and_one_console_twice_at_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Two consoles at once, and one console's CLI push racing its own background push: the
+    pushes of one console take turns (a row lock), nothing is refused, nothing is doubled."""
+    import threading
+
+    dbs = [tmp_path / f"{name}.db" for name in ("a", "b")]
+    for n, db in enumerate(dbs):
+        make_log(db, shots=300, patient=f"P-000{n + 1}")
+    with central.connect(pg_url) as store:
+        store.migrate()  # the schema first: two first pushes would both wait for it anyway
+    errors: list[BaseException] = []
+
+    def run(db: Path) -> None:
+        try:
+            push(db, pg_url, key=key_for(db), batch=20)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(db,)) for db in (*dbs, dbs[0])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    for db in dbs:
+        assert stored_rows(pg_url, key_for(db).console_id) == local_rows(db)
+    assert refusals(pg_url) == []
