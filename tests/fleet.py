@@ -59,6 +59,17 @@ def key_for(db: Path) -> console_key.ConsoleKey:
     return console_key.load_or_create(db.with_suffix(".pem"))
 
 
+def pushed_log(tmp: Path, url: str, shots: int = 20) -> tuple[Path, console_key.ConsoleKey]:
+    """A console's log of `shots` shots (tmp/a.db, see make_log), pushed to `url` once."""
+    from laserctl.fleet.push import push
+
+    db = tmp / "a.db"
+    make_log(db, shots=shots)
+    signer = key_for(db)
+    push(db, url, key=signer)
+    return db, signer
+
+
 def key(tmp: Path, name: str) -> console_key.ConsoleKey:
     """Another key (an impostor's, an intruder's)."""
     return console_key.load_or_create(tmp / f"{name}-key.pem")

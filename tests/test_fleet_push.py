@@ -17,7 +17,7 @@ from laserctl.fleet.central import CentralError, FleetRefused
 from laserctl.fleet.push import Hooks, push
 from laserctl.records.schema import TABLE_NAMES
 
-from .fleet import forge, key, key_for, make_log, truncate
+from .fleet import forge, key, key_for, make_log, pushed_log, truncate
 
 
 def local_rows(path: Path) -> dict[str, list[tuple[int, bytes]]]:
@@ -136,10 +136,7 @@ def test_a_key_different_from_the_pinned_one_is_refused(pg_url: str, tmp_path: P
 def test_a_rewritten_and_rechained_log_is_refused_naming_console_table_and_row(
     pg_url: str, tmp_path: Path
 ) -> None:
-    db = tmp_path / "a.db"
-    make_log(db, shots=20)
-    k = key_for(db)
-    push(db, pg_url, key=k)
+    db, k = pushed_log(tmp_path, pg_url)
     forge(db, "shots", 5, "measured", 99.0)  # `log verify` says intact afterwards
     with pytest.raises(FleetRefused) as refused:
         push(db, pg_url, key=k)
@@ -157,10 +154,7 @@ def test_a_rewritten_and_rechained_log_is_refused_naming_console_table_and_row(
 def test_a_forged_log_with_new_rows_is_refused_and_none_of_them_stored(
     pg_url: str, tmp_path: Path
 ) -> None:
-    db = tmp_path / "a.db"
-    make_log(db, shots=20)
-    k = key_for(db)
-    push(db, pg_url, key=k)
+    db, k = pushed_log(tmp_path, pg_url)
     before = stored_rows(pg_url, k.console_id)
     forge(db, "shots", 12, "measured", 1.0)
     make_log(db, shots=5, patient="P-0008", first=21)
@@ -171,10 +165,7 @@ def test_a_forged_log_with_new_rows_is_refused_and_none_of_them_stored(
 
 @pytest.mark.req("SR-12")
 def test_a_truncated_log_is_refused(pg_url: str, tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
-    make_log(db, shots=20)
-    k = key_for(db)
-    push(db, pg_url, key=k)
+    db, k = pushed_log(tmp_path, pg_url)
     truncate(db, "shots", 15)
     with pytest.raises(FleetRefused, match=r"table shots row 16.*deleted after they were shipped"):
         push(db, pg_url, key=k)
@@ -185,10 +176,7 @@ def test_a_truncated_log_is_refused(pg_url: str, tmp_path: Path) -> None:
 def test_a_truncated_log_with_new_rows_in_place_of_the_deleted_is_refused(
     pg_url: str, tmp_path: Path
 ) -> None:
-    db = tmp_path / "a.db"
-    make_log(db, shots=20)
-    k = key_for(db)
-    push(db, pg_url, key=k)
+    db, k = pushed_log(tmp_path, pg_url)
     truncate(db, "shots", 15)
     make_log(db, shots=2, patient="P-0009", first=100)  # shots 16, 17 anew: fewer than gone
     with pytest.raises(FleetRefused, match=r"table shots row 16.*fork"):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from laserctl.cli import main
 from laserctl.fleet.push import push
 
-from .fleet import forge, key_for, make_log, truncate
+from .fleet import forge, key_for, make_log, pushed_log, truncate
 
 
 def verify(db: Path, *extra: str) -> tuple[int, str]:
@@ -24,10 +24,7 @@ def verify(db: Path, *extra: str) -> tuple[int, str]:
 def test_a_truncated_log_passes_locally_and_fails_against_the_central_checkpoints(
     pg_url: str, tmp_path: Path
 ) -> None:
-    db = tmp_path / "a.db"
-    make_log(db, shots=20)
-    k = key_for(db)
-    push(db, pg_url, key=k)
+    db, k = pushed_log(tmp_path, pg_url)
     code, out = verify(db, "--central", pg_url, "--console-key", k.public_text())
     assert code == 0, out
     assert f"1 checkpoint(s) of console {k.console_id}" in out and "intact" in out
@@ -40,10 +37,7 @@ def test_a_truncated_log_passes_locally_and_fails_against_the_central_checkpoint
 
 @pytest.mark.req("SR-12")
 def test_a_rewritten_log_fails_against_the_central_checkpoints(pg_url: str, tmp_path: Path) -> None:
-    db = tmp_path / "a.db"
-    make_log(db, shots=20)
-    k = key_for(db)
-    push(db, pg_url, key=k)
+    db, k = pushed_log(tmp_path, pg_url)
     forge(db, "shots", 3, "measured", 50.0)
     assert verify(db)[0] == 0
     code, out = verify(db, "--central", pg_url, "--console-key", k.public_text())
