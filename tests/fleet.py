@@ -75,32 +75,16 @@ def key(tmp: Path, name: str) -> console_key.ConsoleKey:
     return console_key.load_or_create(tmp / f"{name}-key.pem")
 
 
-def _triggers(db: sqlite3.Connection) -> list[str]:
-    rows = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
-    return [str(r[0]) for r in rows]
-
-
-def _attack(path: Path, work: Callable[[sqlite3.Connection], None]) -> None:
-    """What someone with the file and sqlite3 can do, leaving no local trace: drop the
-    append-only triggers, change rows, fix chain_heads, delete the local checkpoints, and
-    put the triggers back, so `laserctl log verify` says intact."""
+def tamper(path: Path, work: Callable[[sqlite3.Connection], None]) -> None:
+    """What someone with the file and sqlite3 can do, in one transaction: drop the
+    append-only triggers, `work` on the rows, set chain_heads to each table's new tail, and
+    put the triggers back exactly as they were."""
     db = sqlite3.connect(path, isolation_level=None)
-    triggers = _triggers(db)
+    triggers = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
     db.execute("BEGIN")
-    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+    for name, _ in triggers:
         db.execute(f"DROP TRIGGER {name}")
     work(db)
-    # the local checkpoints go, and the session ends no longer say they had one
-    db.execute("DELETE FROM checkpoints")
-    flagged = db.execute(
-        "SELECT min(id) FROM events WHERE json_extract(body, '$.data.checkpoint') = 1"
-    ).fetchone()[0]
-    if flagged is not None:
-        db.execute(
-            "UPDATE events SET body = json_set(body, '$.data.checkpoint', json('false'))"
-            " WHERE json_extract(body, '$.data.checkpoint') = 1"
-        )
-        rechain(db, "events", int(flagged))
     for table in TABLE_NAMES:  # chain_heads says what the tables now end with
         last = db.execute(f"SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
         count = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -109,10 +93,31 @@ def _attack(path: Path, work: Callable[[sqlite3.Connection], None]) -> None:
                 "UPDATE chain_heads SET count = ?, last_id = ?, hash = ? WHERE tbl = ?",
                 (count, last[0], last[1], table),
             )
-    for sql in triggers:
+    for _, sql in triggers:
         db.execute(sql)
     db.execute("COMMIT")
     db.close()
+
+
+def _attack(path: Path, work: Callable[[sqlite3.Connection], None]) -> None:
+    """tamper(), leaving no local trace: the local checkpoints deleted too, so `laserctl log
+    verify` says intact."""
+
+    def and_no_checkpoints(db: sqlite3.Connection) -> None:
+        work(db)
+        # the local checkpoints go, and the session ends no longer say they had one
+        db.execute("DELETE FROM checkpoints")
+        flagged = db.execute(
+            "SELECT min(id) FROM events WHERE json_extract(body, '$.data.checkpoint') = 1"
+        ).fetchone()[0]
+        if flagged is not None:
+            db.execute(
+                "UPDATE events SET body = json_set(body, '$.data.checkpoint', json('false'))"
+                " WHERE json_extract(body, '$.data.checkpoint') = 1"
+            )
+            rechain(db, "events", int(flagged))
+
+    tamper(path, and_no_checkpoints)
     store = open_store(path, readonly=True)
     try:
         assert store.verify().ok, "the attack left a trace in the local log"

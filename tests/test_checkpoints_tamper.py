@@ -16,25 +16,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from drivers.protocol import Param
 from laserctl.auth import console_key
 from laserctl.cli import main
-from laserctl.records import ShotContext, open_store
+from laserctl.records import open_store
 from laserctl.records.checkpoints import parse
-from laserctl.records.schema import TABLE_NAMES
-from laserctl.shotrecord import ShotRecord
 
-CONTEXT = ShotContext(
-    "FR-00001", "fractional-1550", "1.4.0", "plan", "ef" * 32, (("key", "closed"),)
-)
+from .fleet import CONTEXT, shot, tamper
+
 PER_SESSION = 10  # two sessions: a checkpoint after shot 10 and one after shot 20
-
-
-def shot(sid: str, n: int) -> ShotRecord:
-    return ShotRecord(
-        sid, "plan", "thigh", 3, n, n * 1000, Param.ENERGY_MJ, 12.0, 12.0 + n / 100, 1800,
-        ((Param.ENERGY_MJ, 12.0),), False, True, 0.6, 0.0,
-    )  # fmt: skip
 
 
 @pytest.fixture
@@ -52,28 +41,14 @@ def db(tmp_path: Path) -> Path:
 
 
 def attack(path: Path, *statements: str) -> None:
-    """The attacker's steps: drop the append-only triggers, run `statements`, set chain_heads
-    to each table's new tail, and put the triggers back exactly as they were."""
-    conn = sqlite3.connect(path)
-    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
-    for name, _ in triggers:
-        conn.execute(f"DROP TRIGGER {name}")
-    for statement in statements:
-        conn.execute(statement)
-    for table in TABLE_NAMES:
-        count, last_id, last = conn.execute(
-            f"SELECT count(*), max(id), (SELECT hash FROM {table} ORDER BY id DESC LIMIT 1)"
-            f" FROM {table}"
-        ).fetchone()
-        if count:
-            conn.execute(
-                "UPDATE chain_heads SET count = ?, last_id = ?, hash = ? WHERE tbl = ?",
-                (count, last_id, last, table),
-            )
-    for _, sql in triggers:
-        conn.execute(sql)
-    conn.commit()
-    conn.close()
+    """The attacker's steps (tests/fleet.py tamper): drop the append-only triggers, run
+    `statements`, set chain_heads to each table's new tail, put the triggers back."""
+
+    def run(db: sqlite3.Connection) -> None:
+        for statement in statements:
+            db.execute(statement)
+
+    tamper(path, run)
 
 
 def recompute_shots(path: Path, edit_row: int) -> None:
