@@ -1,4 +1,5 @@
-"""Shared pieces of the fleet tests: a console's shot log with records in it, its key."""
+"""Shared pieces of the tamper, checkpoint and fleet tests: a console's shot log with records
+in it, its key, and what an attacker does to it with sqlite3."""
 
 from __future__ import annotations
 

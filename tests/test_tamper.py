@@ -12,14 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from drivers.protocol import Param
 from laserctl.cli import main
-from laserctl.records import Problem, ShotContext, open_store
-from laserctl.shotrecord import ShotRecord
+from laserctl.records import Problem, open_store
 
-CONTEXT = ShotContext(
-    "FR-00001", "fractional-1550", "1.4.0", "plan", "ef" * 32, (("key", "closed"),)
-)
+from .fleet import CONTEXT, shot
+
 SHOTS = 20
 
 
@@ -28,26 +25,7 @@ def db(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "log.db"
     store = open_store(path, tz=dt.UTC)
     sid = store.begin_session("P-0007", "thigh", context=lambda: CONTEXT)
-    store.record_many(
-        ShotRecord(
-            sid,
-            "plan",
-            "thigh",
-            3,
-            n,
-            n * 1000,
-            Param.ENERGY_MJ,
-            12.0,
-            12.0 + n / 100,
-            1800,
-            ((Param.ENERGY_MJ, 12.0),),
-            False,
-            True,
-            0.6,
-            0.0,
-        )
-        for n in range(1, SHOTS + 1)
-    )
+    store.record_many(shot(sid, n) for n in range(1, SHOTS + 1))
     store.log_event("fault", "door opened", session_id=sid)
     store.end_session(sid)
     assert store.verify().ok
