@@ -28,7 +28,7 @@ from laserctl.records.course_check import (
 )
 from laserctl.records.courses import PastSession
 
-from .test_course_rules import CONTEXT, DAY, START, Clock, events, treat
+from .test_course_rules import CONTEXT, DAY, START, Clock, deliver_and_end, events, treat
 
 OVERRIDE = CourseOverride("svc-anna", "dermatologist agreed a shorter interval in writing")
 
@@ -105,7 +105,7 @@ def test_the_sixth_session_of_a_course_spread_over_two_consoles_is_refused(
     for k in (3, 4):
         clock.now = START + k * 21 * DAY
         sid = begin(store, authority)
-        treat_here(store, sid)
+        deliver_and_end(store, sid)
     clock.now = START + 5 * 21 * DAY
     with pytest.raises(CourseRuleBroken, match="course 1 already has 5 sessions on abdomen"):
         begin(store, authority)
@@ -115,34 +115,6 @@ def test_the_sixth_session_of_a_course_spread_over_two_consoles_is_refused(
     last = events(store, DECISION_EVENT)[-1]
     assert last["data"]["decision"] == "overridden" and last["who"] == "svc-anna"  # type: ignore[index]
     assert last["data"]["reason"] == OVERRIDE.reason and last["data"]["session"] == sid  # type: ignore[index]
-
-
-def treat_here(store: RecordStore, sid: str) -> None:
-    """One shot in the session begun here, and its end (test_course_rules.treat's shot)."""
-    from drivers.protocol import Param
-    from laserctl.shotrecord import ShotRecord
-
-    count = store.query("SELECT count(*) FROM shots")[0][0]
-    store.record(
-        ShotRecord(
-            sid,
-            "plan",
-            "abdomen",
-            1,
-            count + 1,
-            0,
-            Param.ENERGY_MJ,
-            12.0,
-            12.1,
-            1800,
-            ((Param.ENERGY_MJ, 12.0),),
-            False,
-            True,
-            0.7,
-            0.0,
-        )
-    )
-    store.end_session(sid)
 
 
 @pytest.mark.req("SR-18")

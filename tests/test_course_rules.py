@@ -48,6 +48,12 @@ def store(tmp_path: Path, clock: Clock) -> RecordStore:
 def treat(store: RecordStore, area: str = "abdomen", override: CourseOverride | None = None) -> str:
     """A session that delivers one shot and ends."""
     sid = store.begin_session("P-0042", area, context=lambda: CONTEXT, override=override)
+    deliver_and_end(store, sid, area)
+    return sid
+
+
+def deliver_and_end(store: RecordStore, sid: str, area: str = "abdomen") -> None:
+    """One shot in the session `sid` (on `area`), and its end."""
     count = store.query("SELECT count(*) FROM shots")[0][0]
     store.record(
         ShotRecord(
@@ -69,7 +75,6 @@ def treat(store: RecordStore, area: str = "abdomen", override: CourseOverride | 
         )
     )
     store.end_session(sid)
-    return sid
 
 
 def events(store: RecordStore, kind: str) -> list[dict[str, object]]:
