@@ -33,8 +33,7 @@ from laserctl.records import CourseOverride, CourseRuleBroken, open_store
 from laserctl.records.course_check import DECISION_EVENT, CentralUnreachable
 
 from .test_console import FAST_HASHER
-from .test_course_check import treat_here
-from .test_course_rules import CONTEXT, DAY, START, Clock, events
+from .test_course_rules import CONTEXT, DAY, START, Clock, deliver_and_end, events
 
 PATIENT = "P-0042"
 OVERRIDE = CourseOverride("svc-anna", "touch-up agreed by the dermatologist in writing")
@@ -63,7 +62,7 @@ class Console:
             PATIENT, "abdomen", context=lambda: CONTEXT, authority=self.authority,
             override=override,
         )  # fmt: skip
-        treat_here(self.store, sid)
+        deliver_and_end(self.store, sid)
         return sid
 
     def refused(self, day: float) -> str:
@@ -244,7 +243,7 @@ def test_laserctl_session_asks_the_central_store_and_only_a_service_login_overri
     a = Console(tmp_path / "a.db", pg_url)
     a.clock.now = time.time()  # today, as `laserctl session` sees it
     sid = a.store.begin_session(PATIENT, "abdomen", context=lambda: CONTEXT)
-    treat_here(a.store, sid)
+    deliver_and_end(a.store, sid)
     a.push()
     b_db = tmp_path / "b.db"
 
@@ -317,7 +316,7 @@ def test_a_nul_in_a_device_text_neither_fails_the_push_nor_hides_a_shot(
     odd = dataclasses.replace(CONTEXT, serial="FR-\x0000001")
     a.clock.now = START
     sid = a.store.begin_session(PATIENT, "abdomen", context=lambda: odd)
-    treat_here(a.store, sid)
+    deliver_and_end(a.store, sid)
     assert a.push() > 0
     (session,) = CentralCourses(pg_url).course_of(PATIENT).sessions
     assert (session.session_id, session.shots, session.ended) == (sid, 1, True)
