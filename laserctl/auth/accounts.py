@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from laserctl.eventlog import EventLog
 
 from . import keys, lockout
-from .paths import config_dir, write_private
+from .paths import config_dir, read_table, write_private
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -121,16 +121,7 @@ class AccountBook:
 
     # ---- storage --------------------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, Any]]:
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise AuthError(f"{self.path}: unreadable account file: {exc}") from None
-        accounts = raw.get("accounts") if isinstance(raw, dict) else None
-        if not isinstance(accounts, dict):
-            raise AuthError(f"{self.path}: no accounts table")
-        return accounts
+        return read_table(self.path, "accounts", "account file", AuthError)
 
     def _save(self, accounts: dict[str, dict[str, Any]]) -> None:
         body = {"format": 1, "accounts": dict(sorted(accounts.items()))}

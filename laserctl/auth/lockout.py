@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import write_private
+from .paths import read_table, write_private
 
 THRESHOLD = 5  # failed logins in a row before the first lockout
 FIRST_LOCK_S = 30.0
@@ -168,15 +168,7 @@ class LockoutFile:
             os.close(fd)  # releases the lock
 
     def _load(self) -> dict[str, NameRecord]:
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise LockoutFileError(f"{self.path}: unreadable lockout file: {exc}") from None
-        names = raw.get("names") if isinstance(raw, dict) else None
-        if not isinstance(names, dict):
-            raise LockoutFileError(f"{self.path}: no names table")
+        names = read_table(self.path, "names", "lockout file", LockoutFileError)
         records = {}
         for name, entry in names.items():
             try:

@@ -6,8 +6,10 @@ XDG_CONFIG_HOME too); tests point it at a temporary directory.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 ENV_CONFIG_DIR = "LASERCTL_CONFIG_DIR"
 
@@ -32,3 +34,18 @@ def write_private(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def read_table(path: Path, table: str, what: str, error: type[Exception]) -> dict[str, Any]:
+    """The `table` object of a JSON file written with write_private; {} when there is no file.
+    A file that cannot be read or holds no such table raises `error` naming the path."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise error(f"{path}: unreadable {what}: {exc}") from None
+    found = raw.get(table) if isinstance(raw, dict) else None
+    if not isinstance(found, dict):
+        raise error(f"{path}: no {table} table")
+    return found
